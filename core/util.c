@@ -1,0 +1,142 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/util.h"
+
+uint64_t sk_now_mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* gettid costs a syscall (~1 us on these machines, LESSONS.md); a thread
+ * asks once. */
+static SK_TLS pid_t tid_cache;
+
+pid_t sk_tid(void)
+{
+	if (sk_unlikely(tid_cache == 0))
+		tid_cache = (pid_t)syscall(SYS_gettid);
+	return tid_cache;
+}
+
+void sk_tid_reset(void)
+{
+	tid_cache = 0;
+}
+
+ssize_t sk_read_file(const char *path, char *buf, size_t len)
+{
+	int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	size_t got = 0;
+	while (got + 1 < len) {
+		ssize_t n = read(fd, buf + got, len - 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	/* Raw syscall: the close wrapper must not see the library's own fds. */
+	syscall(SYS_close, fd);
+	buf[got] = '\0';
+	return (ssize_t)got;
+}
+
+uint64_t sk_proc_start_ticks(pid_t pid)
+{
+	char path[64], buf[1024];
+	size_t n = sk_fmt_str(path, 0, sizeof path, "/proc/");
+	if (pid == 0)
+		n = sk_fmt_str(path, n, sizeof path, "self");
+	else
+		n = sk_fmt_u64(path, n, sizeof path, (uint64_t)pid);
+	sk_fmt_str(path, n, sizeof path, "/stat");
+	if (sk_read_file(path, buf, sizeof buf) <= 0)
+		return 0;
+	/* comm (field 2) may hold spaces and parentheses: count from the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	int field = 2;
+	for (; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	uint64_t v = 0;
+	while (*p >= '0' && *p <= '9')
+		v = v * 10 + (uint64_t)(*p++ - '0');
+	return v;
+}
+
+uint64_t sk_ns_inode(const char *name)
+{
+	char path[64], link[64];
+	size_t n = sk_fmt_str(path, 0, sizeof path, "/proc/self/ns/");
+	sk_fmt_str(path, n, sizeof path, name);
+	ssize_t len = readlink(path, link, sizeof link - 1);
+	if (len <= 0)
+		return 0;
+	link[len] = '\0';
+	/* "ipc:[4026531839]" */
+	char *p = strchr(link, '[');
+	if (!p)
+		return 0;
+	uint64_t v = 0;
+	for (p++; *p >= '0' && *p <= '9'; p++)
+		v = v * 10 + (uint64_t)(*p - '0');
+	return v;
+}
+
+size_t sk_strlcpy(char *dst, const char *src, size_t size)
+{
+	size_t len = strlen(src);
+	if (size) {
+		size_t n = len < size - 1 ? len : size - 1;
+		memcpy(dst, src, n);
+		dst[n] = '\0';
+	}
+	return len;
+}
+
+size_t sk_fmt_str(char *dst, size_t at, size_t size, const char *s)
+{
+	while (*s && at + 1 < size)
+		dst[at++] = *s++;
+	if (at < size)
+		dst[at] = '\0';
+	return at;
+}
+
+size_t sk_fmt_u64(char *dst, size_t at, size_t size, uint64_t v)
+{
+	char tmp[24];
+	int i = 0;
+	do
+		tmp[i++] = (char)('0' + v % 10);
+	while ((v /= 10) && i < (int)sizeof tmp);
+	while (i > 0 && at + 1 < size)
+		dst[at++] = tmp[--i];
+	if (at < size)
+		dst[at] = '\0';
+	return at;
+}
+
+void sk_say(const char *msg)
+{
+	char buf[512];
+	size_t n = sk_fmt_str(buf, 0, sizeof buf - 1, "shmkeeper: ");
+	n = sk_fmt_str(buf, n, sizeof buf - 1, msg);
+	buf[n++] = '\n';
+	int saved = errno;
+	ssize_t w = write(2, buf, n);
+	(void)w;
+	errno = saved;
+}

@@ -1,0 +1,38 @@
+/* Process facts and async-signal-safe helpers used on the record path. */
+#ifndef SHMK_UTIL_H
+#define SHMK_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/compiler.h"
+
+/* CLOCK_MONOTONIC in nanoseconds (vDSO, ~26 ns). */
+uint64_t sk_now_mono(void);
+
+/* The calling thread's id, cached per thread (gettid is a syscall). */
+pid_t sk_tid(void);
+/* Forget the cached tid: called in a fork child. */
+void sk_tid_reset(void);
+
+/* Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or 0.
+ * pid 0 means the calling process. Async-signal-safe. */
+uint64_t sk_proc_start_ticks(pid_t pid);
+/* Inode of /proc/self/ns/<name>, or 0. */
+uint64_t sk_ns_inode(const char *name);
+
+/* Read up to len-1 bytes of a small file into buf, NUL-terminate; returns the
+ * byte count or -errno. Async-signal-safe. */
+ssize_t sk_read_file(const char *path, char *buf, size_t len);
+
+/* Bounded string helpers that never call into stdio. */
+size_t sk_strlcpy(char *dst, const char *src, size_t size);
+/* Appends the decimal form of v; returns the new length (bounded by size). */
+size_t sk_fmt_u64(char *dst, size_t at, size_t size, uint64_t v);
+size_t sk_fmt_str(char *dst, size_t at, size_t size, const char *s);
+
+/* Writes "shmkeeper: <msg>\n" to stderr with one write(2). */
+void sk_say(const char *msg);
+
+#endif
