@@ -1,0 +1,462 @@
+/* The process log writer. Measured costs behind the design (LESSONS.md): a
+ * write(2) per record doubles a wrapper's cost and a private buffer loses
+ * records to SIGKILL, so records go into a MAP_SHARED file mapping (~7 ns a
+ * record); the first touch of a fresh page costs up to 10 us, so the mapping
+ * is pre-faulted (MADV_POPULATE_WRITE) ahead of the cursor, off the common
+ * path. The library holds no fd: programs close every fd (close_range,
+ * daemons), so the file is reopened by path only to grow it. */
+#include <dlfcn.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define LOG_INITIAL   (256u * 1024)
+#define LOG_AHEAD     (64u * 1024)   /* keep this much populated past the cursor */
+#define LOG_CHUNK     (128u * 1024)  /* populate in steps of this */
+
+static struct {
+	char *base;                     /* the mapping, capacity bytes */
+	struct sk_file_header *hdr;
+	uint64_t capacity;
+	uint64_t populated;             /* atomic: bytes safe to store into */
+	uint64_t fsize;                 /* file size; changed only by the populater */
+	pid_t populater;                /* atomic: tid populating, or 0 */
+	int full;                       /* atomic: could not grow; drop past populated */
+	uint64_t ino;
+	char path[4096];
+} L;
+
+int sk_log_is_open(void)
+{
+	return __atomic_load_n(&L.hdr, __ATOMIC_ACQUIRE) != NULL;
+}
+
+uint64_t sk_log_start_ticks(void)
+{
+	return sk_log_is_open() ? L.hdr->start_ticks : 0;
+}
+
+const char *sk_log_path(void)
+{
+	return sk_log_is_open() ? L.path : "";
+}
+
+static long raw_openat(const char *path, int flags, mode_t mode)
+{
+	return syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+/* Grows the file to at least want bytes through a fresh fd. Only the
+ * populater runs this. Returns 0 or -errno. */
+static int grow_file(uint64_t want)
+{
+	long fd = raw_openat(L.path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	int rc = 0;
+	if (fstat((int)fd, &st) < 0 || (uint64_t)st.st_ino != L.ino)
+		rc = -ESTALE;           /* the file was replaced under us */
+	else if ((uint64_t)st.st_size < want &&
+		 syscall(SYS_ftruncate, (int)fd, (off_t)want) < 0)
+		rc = -errno;
+	syscall(SYS_close, (int)fd);
+	if (rc == 0)
+		L.fsize = want > (uint64_t)st.st_size ? want : (uint64_t)st.st_size;
+	return rc;
+}
+
+static void touch_pages(char *p, size_t len)
+{
+	/* Kernels before 5.14: a write fault that keeps the contents, safe
+	 * against a concurrent writer of the same page. */
+	for (size_t i = 0; i < len; i += 4096)
+		__atomic_fetch_add((uint64_t *)(void *)(p + i), 0, __ATOMIC_RELAXED);
+}
+
+/* Makes [populated, target) safe to store into. Returns 1 if it ran (or
+ * someone else finished), 0 if this thread already populates (re-entered
+ * from a signal handler) or the log is full. */
+static int populate(uint64_t target)
+{
+	pid_t me = sk_tid(), none = 0;
+	for (;;) {
+		if (__atomic_load_n(&L.populated, __ATOMIC_ACQUIRE) >= target)
+			return 1;
+		if (__atomic_load_n(&L.full, __ATOMIC_RELAXED))
+			return 0;
+		if (__atomic_compare_exchange_n(&L.populater, &none, me, 0,
+						__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+			break;
+		if (none == me)
+			return 0;
+		none = 0;
+		sched_yield();
+	}
+	uint64_t p = __atomic_load_n(&L.populated, __ATOMIC_RELAXED);
+	while (p < target) {
+		uint64_t n = p + LOG_CHUNK;
+		if (n > L.capacity)
+			n = L.capacity;
+		if (n <= p)
+			break;
+		if (n > L.fsize) {
+			uint64_t want = L.fsize + (L.fsize / 4 > LOG_CHUNK ? L.fsize / 4 : LOG_CHUNK);
+			if (want > L.capacity)
+				want = L.capacity;
+			if (want < n || grow_file(want) < 0)
+				break;
+		}
+		if (madvise(L.base + p, n - p, MADV_POPULATE_WRITE) < 0) {
+			if (errno != EINVAL)
+				break;  /* ENOSPC/ENOMEM: stop before a store could SIGBUS */
+			touch_pages(L.base + p, n - p);
+		}
+		p = n;
+		/* Release: a writer that sees the new bound finds the pages there. */
+		__atomic_store_n(&L.populated, p, __ATOMIC_RELEASE);
+	}
+	int ok = p >= target;
+	if (!ok && !__atomic_exchange_n(&L.full, 1, __ATOMIC_RELAXED))
+		sk_say("log full or out of space: further events of this process are dropped");
+	__atomic_store_n(&L.populater, 0, __ATOMIC_RELEASE);
+	return ok;
+}
+
+struct sk_rec *sk_log_reserve(size_t len)
+{
+	struct sk_file_header *h = __atomic_load_n(&L.hdr, __ATOMIC_ACQUIRE);
+	if (sk_unlikely(!h))
+		return NULL;
+	/* Relaxed is enough for the cursor: the record is published by its own
+	 * head word, and a reader orders nothing else by the cursor. */
+	uint64_t off = __atomic_fetch_add(&h->cursor, len, __ATOMIC_RELAXED);
+	uint64_t end = off + len;
+	uint64_t pop = __atomic_load_n(&L.populated, __ATOMIC_ACQUIRE);
+	if (sk_unlikely(end + LOG_AHEAD > pop)) {
+		if (end > pop && !populate(end)) {
+			__atomic_fetch_add(&h->dropped, 1, __ATOMIC_RELAXED);
+			return NULL;
+		}
+		if (end + LOG_AHEAD > __atomic_load_n(&L.populated, __ATOMIC_ACQUIRE))
+			populate(end + LOG_AHEAD);
+	}
+	return (struct sk_rec *)(void *)(L.base + off);
+}
+
+void sk_log_commit(struct sk_rec *r, unsigned type, size_t len, uint64_t mono_ns)
+{
+	r->tid = (uint32_t)sk_tid();
+	r->mono_ns = mono_ns;
+	/* Release: the body is visible before the head that declares it. */
+	__atomic_store_n(&r->head, SK_HEAD(type, len), __ATOMIC_RELEASE);
+}
+
+void sk_log_count_failed(enum sk_fn fn)
+{
+	struct sk_file_header *h = __atomic_load_n(&L.hdr, __ATOMIC_ACQUIRE);
+	if (h && (unsigned)fn < SK_FN_MAX)
+		__atomic_fetch_add(&h->failed[fn], 1, __ATOMIC_RELAXED);
+}
+
+static void read_boot_id(uint8_t out[16])
+{
+	char buf[64];
+	memset(out, 0, 16);
+	if (sk_read_file("/proc/sys/kernel/random/boot_id", buf, sizeof buf) <= 0)
+		return;
+	int k = 0, hi = -1;
+	for (const char *p = buf; *p && k < 16; p++) {
+		int v;
+		if (*p >= '0' && *p <= '9') v = *p - '0';
+		else if (*p >= 'a' && *p <= 'f') v = *p - 'a' + 10;
+		else continue;
+		if (hi < 0)
+			hi = v;
+		else {
+			out[k++] = (uint8_t)(hi << 4 | v);
+			hi = -1;
+		}
+	}
+}
+
+int sk_log_open(const char *dir, size_t capacity, const struct sk_log_identity *id)
+{
+	if (sk_log_is_open())
+		return 0;
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < capacity)
+		capacity = rl.rlim_cur & ~(rlim_t)4095;  /* growing past it raises SIGXFSZ */
+	if (capacity < SK_HEADER_SIZE + LOG_CHUNK)
+		return -EFBIG;
+
+	pid_t pid = getpid();
+	long fd = -1;
+	for (unsigned n = 0; n < 10000; n++) {
+		size_t at = sk_fmt_str(L.path, 0, sizeof L.path, dir);
+		at = sk_fmt_str(L.path, at, sizeof L.path, "/shmk-");
+		at = sk_fmt_u64(L.path, at, sizeof L.path, (uint64_t)pid);
+		at = sk_fmt_str(L.path, at, sizeof L.path, "-");
+		at = sk_fmt_u64(L.path, at, sizeof L.path, n);
+		at = sk_fmt_str(L.path, at, sizeof L.path, ".shmk");
+		if (at + 1 >= sizeof L.path)
+			return -ENAMETOOLONG;
+		fd = raw_openat(L.path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0 || errno != EEXIST)
+			break;
+	}
+	if (fd < 0)
+		return -errno;
+
+	int rc = 0;
+	struct stat st;
+	uint64_t initial = capacity < LOG_INITIAL ? capacity : LOG_INITIAL;
+	void *map = MAP_FAILED;
+	if (fstat((int)fd, &st) < 0 || syscall(SYS_ftruncate, (int)fd, (off_t)initial) < 0)
+		rc = -errno;
+	else {
+		/* The whole capacity is mapped at once; only [0, fsize) is backed. */
+		map = (void *)syscall(SYS_mmap, NULL, capacity, PROT_READ | PROT_WRITE,
+				      MAP_SHARED, (int)fd, 0);
+		if (map == MAP_FAILED)
+			rc = -errno;
+	}
+	syscall(SYS_close, (int)fd);
+	if (rc < 0) {
+		unlink(L.path);
+		return rc;
+	}
+	L.base = map;
+	L.capacity = capacity;
+	L.fsize = initial;
+	L.ino = (uint64_t)st.st_ino;
+	L.full = 0;
+	L.populater = 0;
+	L.populated = 0;
+
+	struct sk_file_header *h = map;
+	if (madvise(map, initial, MADV_POPULATE_WRITE) == 0)
+		L.populated = initial;
+	else {
+		touch_pages(map, SK_HEADER_SIZE);
+		L.populated = SK_HEADER_SIZE;
+	}
+	memcpy(h->magic, SK_MAGIC, sizeof h->magic);
+	h->version = SK_VERSION;
+#if defined(__x86_64__)
+	h->arch = 1;
+#elif defined(__aarch64__)
+	h->arch = 2;
+#endif
+	h->header_size = SK_HEADER_SIZE;
+	h->pid = (uint32_t)pid;
+	h->ppid = (uint32_t)getppid();
+	h->uid = getuid();
+	h->gid = getgid();
+	h->euid = geteuid();
+	h->egid = getegid();
+	h->start_ticks = sk_proc_start_ticks(0);
+	h->ipc_ns = sk_ns_inode("ipc");
+	h->mnt_ns = sk_ns_inode("mnt");
+	h->image_mono_ns = id->image_mono_ns;
+	struct timespec m, w;
+	clock_gettime(CLOCK_MONOTONIC, &m);
+	clock_gettime(CLOCK_REALTIME, &w);
+	h->open_mono_ns = (uint64_t)m.tv_sec * 1000000000u + (uint64_t)m.tv_nsec;
+	h->open_wall_sec = w.tv_sec;
+	h->open_wall_nsec = w.tv_nsec;
+	h->bt_depth = id->bt_depth;
+	h->parent_pid = id->parent_pid;
+	h->parent_start_ticks = id->parent_start_ticks;
+	if (id->parent_pid)
+		h->flags |= SK_HF_FORKED;
+	h->exec_count = id->exec_count;
+	read_boot_id(h->boot_id);
+	h->capacity = capacity;
+	ssize_t n = readlink("/proc/self/exe", h->exe, sizeof h->exe - 1);
+	h->exe[n > 0 ? n : 0] = '\0';
+	uint32_t used = 0;
+	for (int i = 0; id->argv && i < id->argc && id->argv[i]; i++) {
+		size_t l = strlen(id->argv[i]) + 1;
+		if (used + l > sizeof h->args)
+			break;
+		memcpy(h->args + used, id->argv[i], l);
+		used += (uint32_t)l;
+		h->argc++;
+	}
+	h->args_len = used;
+	h->cursor = SK_HEADER_SIZE;
+	/* Release: a record reserved through L.hdr sees the whole header. */
+	__atomic_store_n(&L.hdr, h, __ATOMIC_RELEASE);
+	sk_log_modules();
+	return 0;
+}
+
+static void modules_forget(void);
+
+void sk_log_forget(void)
+{
+	modules_forget();
+	/* A fork child shares the parent's file pages: it must never store
+	 * into them. Unmapping in the child leaves the parent's mapping alone. */
+	if (L.base)
+		syscall(SYS_munmap, L.base, L.capacity);
+	memset(&L, 0, sizeof L);
+}
+
+void sk_log_close(int status)
+{
+	struct sk_rec *r = sk_log_reserve(sizeof(struct sk_ev_exit));
+	if (r) {
+		struct sk_ev_exit *e = (struct sk_ev_exit *)r;
+		e->status = status;
+		sk_log_commit(r, SK_EV_EXIT, sizeof *e, sk_now_mono());
+	}
+	if (L.hdr)
+		__atomic_fetch_or(&L.hdr->flags, SK_HF_CLOSED, __ATOMIC_RELEASE);
+	/* The file is not truncated: threads and later destructors may still
+	 * record; it is at most one growth step larger than its records. */
+}
+
+/* ---- modules ---------------------------------------------------------- */
+
+#define MAX_KNOWN 1024
+static struct {
+	pthread_mutex_t lock;
+	unsigned n;
+	uint64_t base[MAX_KNOWN], start[MAX_KNOWN];
+	uint8_t seen[MAX_KNOWN];
+} M = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static void log_module(uint64_t base, uint64_t start, uint64_t end, const char *path,
+		       const uint8_t *bid, size_t bid_len, unsigned type)
+{
+	size_t plen = strlen(path);
+	if (plen > 4095)
+		plen = 4095;
+	if (bid_len > 64)
+		bid_len = 64;
+	size_t len = sizeof(struct sk_ev_module) + SK_ALIGN8(bid_len) + SK_ALIGN8(plen + 1);
+	struct sk_rec *r = sk_log_reserve(len);
+	if (!r)
+		return;
+	struct sk_ev_module *e = (struct sk_ev_module *)r;
+	e->base = base;
+	e->start = start;
+	e->end = end;
+	e->path_len = (uint16_t)plen;
+	e->build_id_len = (uint16_t)bid_len;
+	e->pad = 0;
+	char *p = (char *)(e + 1);
+	memset(p, 0, SK_ALIGN8(bid_len) + SK_ALIGN8(plen + 1));
+	memcpy(p, bid, bid_len);
+	memcpy(p + SK_ALIGN8(bid_len), path, plen);
+	sk_log_commit(r, type, len, sk_now_mono());
+}
+
+static const uint8_t *find_build_id(struct dl_phdr_info *info, size_t *len)
+{
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_NOTE)
+			continue;
+		const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
+		const uint8_t *end = p + ph->p_memsz;
+		while (p + sizeof(ElfW(Nhdr)) <= end) {
+			const ElfW(Nhdr) *nh = (const ElfW(Nhdr) *)(const void *)p;
+			const uint8_t *name = p + sizeof *nh;
+			const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
+			if (desc + nh->n_descsz > end)
+				break;
+			if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 &&
+			    memcmp(name, "GNU", 4) == 0) {
+				*len = nh->n_descsz;
+				return desc;
+			}
+			p = desc + ((nh->n_descsz + 3) & ~3u);
+		}
+	}
+	*len = 0;
+	return NULL;
+}
+
+static int module_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	(void)arg;
+	uint64_t lo = UINT64_MAX, hi = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uint64_t s = info->dlpi_addr + ph->p_vaddr, e = s + ph->p_memsz;
+		if (s < lo) lo = s;
+		if (e > hi) hi = e;
+	}
+	if (hi == 0)
+		return 0;
+	for (unsigned i = 0; i < M.n; i++)
+		if (M.base[i] == info->dlpi_addr && M.start[i] == lo) {
+			M.seen[i] = 1;
+			return 0;
+		}
+	const char *path = info->dlpi_name;
+	if (!path || !*path)
+		path = L.hdr ? L.hdr->exe : "";
+	size_t bid_len;
+	const uint8_t *bid = find_build_id(info, &bid_len);
+	log_module(info->dlpi_addr, lo, hi, path, bid, bid_len, SK_EV_MODULE);
+	if (M.n < MAX_KNOWN) {
+		M.base[M.n] = info->dlpi_addr;
+		M.start[M.n] = lo;
+		M.seen[M.n] = 1;
+		M.n++;
+	}
+	return 0;
+}
+
+void sk_log_modules(void)
+{
+	if (!sk_log_is_open())
+		return;
+	pthread_mutex_lock(&M.lock);
+	memset(M.seen, 0, sizeof M.seen);
+	dl_iterate_phdr(module_cb, NULL);
+	for (unsigned i = 0; i < M.n;) {
+		if (M.seen[i]) {
+			i++;
+			continue;
+		}
+		log_module(M.base[i], M.start[i], M.start[i], "", NULL, 0, SK_EV_MODULE_GONE);
+		M.n--;
+		M.base[i] = M.base[M.n];
+		M.start[i] = M.start[M.n];
+		M.seen[i] = M.seen[M.n];
+	}
+	pthread_mutex_unlock(&M.lock);
+}
+
+static void modules_forget(void)
+{
+	/* The lock may have been held by a thread that does not exist here. */
+	pthread_mutex_init(&M.lock, NULL);
+	M.n = 0;
+}

@@ -1,0 +1,280 @@
+#include <link.h>
+#include <string.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#include "core/log.h"
+#include "core/record.h"
+#include "core/util.h"
+
+struct sk_rec_cfg sk_rec_cfg = { .bt_depth = 16 };
+
+/* ---- modules loaded since the last event ------------------------------ */
+
+static unsigned long long seen_adds, seen_subs;
+static int dl_counts(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	unsigned long long *c = arg;
+	c[0] = info->dlpi_adds;
+	c[1] = info->dlpi_subs;
+	return 1;   /* the counters are in every entry: stop at the first */
+}
+
+/* A frame in a library dlopen'ed after the log opened needs that library's
+ * load address in the log before the event: ~8 ns to ask (measured). */
+static void modules_check(void)
+{
+	unsigned long long c[2] = { 0, 0 };
+	dl_iterate_phdr(dl_counts, c);
+	if (sk_unlikely(c[0] != __atomic_load_n(&seen_adds, __ATOMIC_RELAXED) ||
+			c[1] != __atomic_load_n(&seen_subs, __ATOMIC_RELAXED))) {
+		__atomic_store_n(&seen_adds, c[0], __ATOMIC_RELAXED);
+		__atomic_store_n(&seen_subs, c[1], __ATOMIC_RELAXED);
+		sk_log_modules();
+	}
+}
+
+/* Raw return addresses, innermost first, without the library's own frames.
+ * unw_backtrace: ~6 ns a frame; glibc's backtrace() is 20x slower and not
+ * async-signal-safe on first use (LESSONS.md). */
+static unsigned backtrace_raw(uint64_t *out)
+{
+	unsigned depth = sk_rec_cfg.bt_depth;
+	if (depth == 0)
+		return 0;
+	if (depth > SK_MAX_FRAMES)
+		depth = SK_MAX_FRAMES;
+	modules_check();
+	void *pcs[SK_MAX_FRAMES + 8];
+	int n = unw_backtrace(pcs, (int)depth + 8);
+	int i = 0;
+	while (i < n && (uint64_t)pcs[i] >= sk_rec_cfg.self_lo &&
+	       (uint64_t)pcs[i] < sk_rec_cfg.self_hi)
+		i++;
+	unsigned k = 0;
+	for (; i < n && k < depth; i++)
+		out[k++] = (uint64_t)pcs[i];
+	return k;
+}
+
+/* Reserves an event of fixed size `fixed`, plus `extra` bytes of variable
+ * data, plus the frames; returns the record and its length. */
+#define BEGIN(T, extra)                                                        \
+	uint64_t now_ = sk_now_mono();                                         \
+	uint64_t fr_[SK_MAX_FRAMES];                                           \
+	unsigned nf_ = backtrace_raw(fr_);                                     \
+	size_t len_ = sizeof(T) + (extra) + (size_t)nf_ * 8;                   \
+	T *e = (T *)(void *)sk_log_reserve(len_);                              \
+	if (!e)                                                                \
+		return;                                                        \
+	e->nframes = (uint16_t)nf_;
+
+#define END(type, extra)                                                       \
+	memcpy((char *)(e + 1) + (extra), fr_, (size_t)nf_ * 8);               \
+	sk_log_commit(&e->r, type, len_, now_);
+
+void sk_ev_sysv_get(int32_t key, int32_t shmid, uint64_t size, int32_t shmflg,
+		    unsigned flags, uint32_t mode, uint32_t cuid)
+{
+	BEGIN(struct sk_ev_sysv_get, 0);
+	e->key = key;
+	e->shmid = shmid;
+	e->size = size;
+	e->shmflg = shmflg;
+	e->flags = (uint16_t)flags;
+	e->mode = mode;
+	e->cuid = cuid;
+	END(SK_EV_SYSV_GET, 0);
+}
+
+void sk_ev_sysv_at(int32_t shmid, int32_t shmflg, uint64_t addr, uint64_t req,
+		   uint64_t size, unsigned flags)
+{
+	BEGIN(struct sk_ev_sysv_at, 0);
+	e->shmid = shmid;
+	e->shmflg = shmflg;
+	e->addr = addr;
+	e->req_addr = req;
+	e->size = size;
+	e->flags = (uint16_t)flags;
+	END(SK_EV_SYSV_AT, 0);
+}
+
+void sk_ev_sysv_dt(int32_t shmid, uint64_t addr, uint64_t size, unsigned flags)
+{
+	BEGIN(struct sk_ev_sysv_dt, 0);
+	e->shmid = shmid;
+	e->flags = (uint16_t)flags;
+	e->addr = addr;
+	e->size = size;
+	END(SK_EV_SYSV_DT, 0);
+}
+
+void sk_ev_sysv_ctl(int32_t shmid, int32_t cmd, uint32_t uid, uint32_t gid,
+		    uint32_t mode, int32_t key, uint64_t size, unsigned flags)
+{
+	BEGIN(struct sk_ev_sysv_ctl, 0);
+	e->shmid = shmid;
+	e->cmd = cmd;
+	e->uid = uid;
+	e->gid = gid;
+	e->mode = mode;
+	e->flags = (uint16_t)flags;
+	e->key = key;
+	e->size = size;
+	END(SK_EV_SYSV_CTL, 0);
+}
+
+static size_t bounded_len(const char *s, size_t max)
+{
+	size_t n = 0;
+	while (n < max && s[n])
+		n++;
+	return n;
+}
+
+void sk_ev_posix_open(const char *name, int32_t fd, int32_t oflag, uint64_t dev,
+		      uint64_t ino, uint64_t size, uint32_t mode, uint32_t uid,
+		      unsigned flags)
+{
+	size_t nl = bounded_len(name, SK_NAME_MAX - 1), pad = SK_ALIGN8(nl + 1);
+	BEGIN(struct sk_ev_posix_open, pad);
+	e->dev = dev;
+	e->ino = ino;
+	e->size = size;
+	e->fd = fd;
+	e->oflag = oflag;
+	e->mode = mode;
+	e->flags = (uint16_t)flags;
+	e->uid = uid;
+	e->name_len = (uint16_t)nl;
+	e->pad = 0;
+	memcpy(e + 1, name, nl);    /* the rest of the padding is still zero */
+	END(SK_EV_POSIX_OPEN, pad);
+}
+
+void sk_ev_posix_unlink(const char *name, uint64_t dev, uint64_t ino)
+{
+	size_t nl = bounded_len(name, SK_NAME_MAX - 1), pad = SK_ALIGN8(nl + 1);
+	BEGIN(struct sk_ev_posix_unlink, pad);
+	e->dev = dev;
+	e->ino = ino;
+	e->flags = 0;
+	e->name_len = (uint16_t)nl;
+	e->pad = 0;
+	memcpy(e + 1, name, nl);
+	END(SK_EV_POSIX_UNLINK, pad);
+}
+
+void sk_ev_map(unsigned type, const struct sk_attach *a, int32_t prot, int32_t mflags)
+{
+	BEGIN(struct sk_ev_map, 0);
+	e->dev = a->dev;
+	e->ino = a->ino;
+	e->addr = a->addr;
+	e->len = a->len;
+	e->offset = a->offset;
+	e->shmid = a->shmid;
+	e->prot = prot;
+	e->mflags = mflags;
+	e->flags = a->flags;
+	END(type, 0);
+}
+
+void sk_ev_remap(const struct sk_attach *old, uint64_t new_addr, uint64_t new_len,
+		 int32_t mflags)
+{
+	BEGIN(struct sk_ev_remap, 0);
+	e->dev = old->dev;
+	e->ino = old->ino;
+	e->old_addr = old->addr;
+	e->old_len = old->len;
+	e->new_addr = new_addr;
+	e->new_len = new_len;
+	e->shmid = old->shmid;
+	e->mflags = mflags;
+	e->flags = old->flags;
+	END(SK_EV_REMAP, 0);
+}
+
+void sk_ev_resize(uint64_t dev, uint64_t ino, int32_t fd, uint64_t size, int32_t how)
+{
+	BEGIN(struct sk_ev_resize, 0);
+	e->dev = dev;
+	e->ino = ino;
+	e->size = size;
+	e->fd = fd;
+	e->how = how;
+	e->flags = 0;
+	END(SK_EV_RESIZE, 0);
+}
+
+void sk_ev_proc(unsigned type, uint32_t child_pid, uint32_t how)
+{
+	BEGIN(struct sk_ev_proc, 0);
+	e->child_pid = child_pid;
+	e->how = how;
+	e->flags = 0;
+	END(type, 0);
+}
+
+void sk_ev_exec(unsigned type, const char *path, int32_t err)
+{
+	size_t pl = path ? bounded_len(path, 4095) : 0, pad = SK_ALIGN8(pl + 1);
+	BEGIN(struct sk_ev_exec, pad);
+	e->err = err;
+	e->flags = 0;
+	e->path_len = (uint16_t)pl;
+	if (pl)
+		memcpy(e + 1, path, pl);
+	END(type, pad);
+}
+
+void sk_ev_warn(uint32_t code, int64_t arg1, int64_t arg2, const char *text)
+{
+	size_t tl = text ? bounded_len(text, 1023) : 0, pad = SK_ALIGN8(tl + 1);
+	BEGIN(struct sk_ev_warn, pad);
+	e->code = code;
+	e->flags = 0;
+	e->arg1 = arg1;
+	e->arg2 = arg2;
+	e->text_len = (uint16_t)tl;
+	if (tl)
+		memcpy(e + 1, text, tl);
+	END(SK_EV_WARN, pad);
+}
+
+void sk_ev_place(uint64_t dev, uint64_t ino, int32_t shmid, uint64_t addr,
+		 uint64_t len, unsigned flags)
+{
+	BEGIN(struct sk_ev_place, 0);
+	e->dev = dev;
+	e->ino = ino;
+	e->addr = addr;
+	e->len = len;
+	e->shmid = shmid;
+	e->flags = (uint16_t)flags;
+	END(SK_EV_PLACE, 0);
+}
+
+void sk_ev_cleanup(const char *name, uint64_t dev, uint64_t ino, int32_t shmid,
+		   int32_t err, int32_t signo)
+{
+	/* No stack: cleanups run at termination, the stack says nothing. */
+	size_t nl = name ? bounded_len(name, SK_NAME_MAX - 1) : 0, pad = SK_ALIGN8(nl + 1);
+	size_t len = sizeof(struct sk_ev_cleanup) + pad;
+	struct sk_ev_cleanup *e = (struct sk_ev_cleanup *)(void *)sk_log_reserve(len);
+	if (!e)
+		return;
+	e->dev = dev;
+	e->ino = ino;
+	e->shmid = shmid;
+	e->err = err;
+	e->signo = signo;
+	e->name_len = (uint16_t)nl;
+	if (nl)
+		memcpy(e + 1, name, nl);
+	sk_log_commit(&e->r, SK_EV_CLEANUP, len, sk_now_mono());
+}
