@@ -1,0 +1,413 @@
+/* POSIX shared memory: shm_open and shm_unlink, and what is needed to know
+ * when an object is mapped, unmapped and resized: mmap, munmap, mremap,
+ * ftruncate, fallocate, posix_fallocate, and the fd calls that make or drop
+ * a reference to its fd (close, close_range, dup, dup2, dup3, fcntl F_DUPFD).
+ *
+ * Failure contract: the real call's return value and errno reach the caller
+ * unchanged; a failed call on a shm fd or attachment is counted, not recorded.
+ *
+ * mmap, munmap, close, dup and fcntl run for every file and every malloc
+ * arena: when the fd is not a shm object's and the range holds no
+ * attachment, they cost a load and a branch (segtab.h) and nothing else. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/record.h"
+#include "core/segtab.h"
+#include "core/util.h"
+#include "preload/real.h"
+#include "preload/state.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#define MAX_PIECES 16
+
+/* glibc's shm_open and shm_unlink skip every leading '/', so "x", "/x" and
+ * "//x" name /dev/shm/x: the log keeps the one form "/x". */
+static void canon_name(const char *name, char out[SK_NAME_MAX])
+{
+	while (*name == '/')
+		name++;
+	out[0] = '/';
+	sk_strlcpy(out + 1, name, SK_NAME_MAX - 1);
+}
+
+static void record_unmapped(const struct sk_attach *p, int n, unsigned extra)
+{
+	for (int i = 0; i < n; i++) {
+		struct sk_attach a = p[i];
+		a.flags |= (uint16_t)extra;
+		if (a.shmid >= 0)
+			sk_ev_sysv_dt(a.shmid, a.addr, a.len, a.flags);
+		else
+			sk_ev_map(SK_EV_UNMAP, &a, 0, 0);
+	}
+}
+
+SK_EXPORT int shm_open(const char *name, int oflag, mode_t mode)
+{
+	if (sk_unlikely(!REAL(shm_open))) {
+		errno = ENOSYS;
+		return -1;
+	}
+	struct timespec t0 = { 0, 0 };
+	if (oflag & O_CREAT)
+		clock_gettime(CLOCK_REALTIME_COARSE, &t0);  /* the clock file times use */
+	int fd = sk_real.shm_open(name, oflag, mode);
+	if (sk_unlikely(sk_busy) || !sk_on())
+		return fd;
+	SK_ENTER();
+	if (fd < 0) {
+		sk_count_failed(SK_FN_SHM_OPEN);
+	} else if (sk_log_ready()) {
+		char cn[SK_NAME_MAX];
+		canon_name(name, cn);
+		struct stat st;
+		memset(&st, 0, sizeof st);
+		fstat(fd, &st);
+		unsigned flags = 0;
+		if ((oflag & O_CREAT) && (oflag & O_EXCL))
+			flags |= SK_F_CREATED;
+		else if ((oflag & O_CREAT) && st.st_size == 0 &&
+			 (st.st_ctim.tv_sec > t0.tv_sec ||
+			  (st.st_ctim.tv_sec == t0.tv_sec && st.st_ctim.tv_nsec >= t0.tv_nsec)))
+			/* Changed since the call began: created now, unless
+			 * O_TRUNC emptied an existing one. */
+			flags |= (oflag & O_TRUNC) ? SK_F_CREATED | SK_F_CREATE_UNSURE : SK_F_CREATED;
+		if (sk_tab_lock()) {
+			sk_fd_mark(fd, st.st_dev, st.st_ino);
+			if (flags & SK_F_CREATED)
+				sk_posix_created(cn, st.st_dev, st.st_ino);
+			sk_tab_unlock();
+		}
+		sk_ev_posix_open(cn, fd, oflag, st.st_dev, st.st_ino, (uint64_t)st.st_size,
+				 st.st_mode & 07777, st.st_uid, flags);
+	}
+	SK_LEAVE();
+	return fd;
+}
+
+SK_EXPORT int shm_unlink(const char *name)
+{
+	if (sk_unlikely(!REAL(shm_unlink))) {
+		errno = ENOSYS;
+		return -1;
+	}
+	if (sk_unlikely(sk_busy) || !sk_on())
+		return sk_real.shm_unlink(name);
+	char cn[SK_NAME_MAX], path[SK_NAME_MAX + 16];
+	struct stat st;
+	int saved = errno, have = 0;
+	if (name && strlen(name) < SK_NAME_MAX) {
+		/* Which object the name meant: the report tells apart two
+		 * objects that had the same name at different times. */
+		canon_name(name, cn);
+		sk_fmt_str(path, sk_fmt_str(path, 0, sizeof path, "/dev/shm"), sizeof path, cn);
+		have = fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
+	}
+	errno = saved;
+	int ret = sk_real.shm_unlink(name);
+	SK_ENTER();
+	if (ret < 0) {
+		sk_count_failed(SK_FN_SHM_UNLINK);
+	} else if (sk_log_ready()) {
+		if (sk_tab_lock()) {
+			sk_posix_forget(cn);
+			sk_tab_unlock();
+		}
+		sk_ev_posix_unlink(cn, have ? st.st_dev : 0, have ? st.st_ino : 0);
+	}
+	SK_LEAVE();
+	return ret;
+}
+
+SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	int shm_fd = !(flags & MAP_ANONYMOUS) && sk_fd_maybe_shm(fd);
+	int over = (flags & MAP_FIXED) && sk_att_maybe((uint64_t)addr, len);
+	if (sk_likely(!shm_fd && !over))
+		return REAL(mmap)(addr, len, prot, flags, fd, off);
+	void *ret = REAL(mmap)(addr, len, prot, flags, fd, off);
+	if (sk_unlikely(sk_busy) || !sk_on())
+		return ret;
+	SK_ENTER();
+	if (ret == MAP_FAILED) {
+		if (shm_fd)
+			sk_count_failed(SK_FN_MMAP);
+	} else if (sk_log_ready()) {
+		struct sk_attach gone[MAX_PIECES];
+		int ngone = 0, mapped = 0;
+		struct sk_attach a = { .addr = (uint64_t)ret, .len = sk_page_round(len),
+				       .offset = (uint64_t)off, .shmid = -1 };
+		if ((flags & MAP_TYPE) == MAP_PRIVATE)
+			a.flags |= SK_F_PRIVATE;
+		if (sk_tab_lock()) {
+			/* MAP_FIXED replaced whatever was mapped there. */
+			if (flags & MAP_FIXED)
+				ngone = sk_att_cut(a.addr, a.len, gone, MAX_PIECES);
+			if (shm_fd && sk_fd_lookup(fd, &a.dev, &a.ino)) {
+				sk_att_add(&a);
+				mapped = 1;
+			}
+			sk_tab_unlock();
+		}
+		record_unmapped(gone, ngone, SK_F_IMPLICIT);
+		if (mapped)
+			sk_ev_map(SK_EV_POSIX_MAP, &a, prot, flags);
+	}
+	SK_LEAVE();
+	return ret;
+}
+SK_EXPORT void *mmap64(void *, size_t, int, int, int, off_t) __attribute__((alias("mmap")));
+
+SK_EXPORT int munmap(void *addr, size_t len)
+{
+	if (sk_likely(!sk_att_maybe((uint64_t)addr, len)))
+		return REAL(munmap)(addr, len);
+	int ret = REAL(munmap)(addr, len);
+	if (sk_unlikely(sk_busy) || !sk_on())
+		return ret;
+	SK_ENTER();
+	if (ret < 0) {
+		sk_count_failed(SK_FN_MUNMAP);
+	} else if (sk_log_ready()) {
+		struct sk_attach gone[MAX_PIECES];
+		int ngone = 0;
+		if (sk_tab_lock()) {
+			ngone = sk_att_cut((uint64_t)addr, sk_page_round(len), gone, MAX_PIECES);
+			sk_tab_unlock();
+		}
+		record_unmapped(gone, ngone, 0);
+	}
+	SK_LEAVE();
+	return ret;
+}
+
+SK_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+	void *new_addr = NULL;
+	if (flags & MREMAP_FIXED) {
+		va_list ap;
+		va_start(ap, flags);
+		new_addr = va_arg(ap, void *);
+		va_end(ap);
+	}
+	int hit = sk_att_maybe((uint64_t)old, old_len ? old_len : 1) ||
+		  ((flags & MREMAP_FIXED) && sk_att_maybe((uint64_t)new_addr, new_len));
+	if (sk_likely(!hit))
+		return REAL(mremap)(old, old_len, new_len, flags, new_addr);
+	void *ret = REAL(mremap)(old, old_len, new_len, flags, new_addr);
+	if (sk_unlikely(sk_busy) || !sk_on())
+		return ret;
+	SK_ENTER();
+	if (ret == MAP_FAILED) {
+		sk_count_failed(SK_FN_MREMAP);
+	} else if (sk_log_ready()) {
+		struct sk_attach gone[MAX_PIECES], moved[MAX_PIECES];
+		int ngone = 0, nmoved = 0;
+		uint64_t nl = sk_page_round(new_len);
+		if (sk_tab_lock()) {
+			if (flags & MREMAP_FIXED)
+				ngone = sk_att_cut((uint64_t)ret, nl, gone, MAX_PIECES);
+			/* old_len 0 duplicates a shared mapping: the old one stays. */
+			if (old_len && !(flags & MREMAP_DONTUNMAP))
+				nmoved = sk_att_cut((uint64_t)old, sk_page_round(old_len),
+						    moved, MAX_PIECES);
+			else
+				nmoved = sk_att_find((uint64_t)old, &moved[0]);
+			if (nmoved) {
+				struct sk_attach a = moved[0];
+				a.addr = (uint64_t)ret;
+				a.len = nl;
+				a.flags &= (uint16_t)~SK_F_PARTIAL;
+				sk_att_add(&a);
+			}
+			sk_tab_unlock();
+		}
+		record_unmapped(gone, ngone, SK_F_IMPLICIT);
+		if (nmoved)
+			sk_ev_remap(&moved[0], (uint64_t)ret, nl, flags);
+	}
+	SK_LEAVE();
+	return ret;
+}
+
+static void record_resize(int fd, int how)
+{
+	uint64_t dev, ino;
+	int have = 0;
+	if (sk_tab_lock()) {
+		have = sk_fd_lookup(fd, &dev, &ino);
+		sk_tab_unlock();
+	}
+	struct stat st;
+	if (have && fstat(fd, &st) == 0)
+		sk_ev_resize(dev, ino, fd, (uint64_t)st.st_size, how);
+}
+
+SK_EXPORT int ftruncate(int fd, off_t length)
+{
+	if (sk_likely(!sk_fd_maybe_shm(fd)))
+		return REAL(ftruncate)(fd, length);
+	int ret = REAL(ftruncate)(fd, length);
+	if (sk_unlikely(sk_busy) || !sk_on())
+		return ret;
+	SK_ENTER();
+	if (ret < 0)
+		sk_count_failed(SK_FN_FTRUNCATE);
+	else if (sk_log_ready())
+		record_resize(fd, 0);
+	SK_LEAVE();
+	return ret;
+}
+SK_EXPORT int ftruncate64(int, off_t) __attribute__((alias("ftruncate")));
+
+SK_EXPORT int fallocate(int fd, int mode, off_t offset, off_t len)
+{
+	if (sk_likely(!sk_fd_maybe_shm(fd)))
+		return REAL(fallocate)(fd, mode, offset, len);
+	int ret = REAL(fallocate)(fd, mode, offset, len);
+	if (sk_unlikely(sk_busy) || !sk_on())
+		return ret;
+	SK_ENTER();
+	if (ret < 0)
+		sk_count_failed(SK_FN_FALLOCATE);
+	else if (sk_log_ready())
+		record_resize(fd, 1);
+	SK_LEAVE();
+	return ret;
+}
+SK_EXPORT int fallocate64(int, int, off_t, off_t) __attribute__((alias("fallocate")));
+
+/* Returns an error number, not -1 and errno. */
+SK_EXPORT int posix_fallocate(int fd, off_t offset, off_t len)
+{
+	if (sk_likely(!sk_fd_maybe_shm(fd)))
+		return REAL(posix_fallocate)(fd, offset, len);
+	int ret = REAL(posix_fallocate)(fd, offset, len);
+	if (sk_unlikely(sk_busy) || !sk_on())
+		return ret;
+	SK_ENTER();
+	if (ret != 0)
+		sk_count_failed(SK_FN_FALLOCATE);
+	else if (sk_log_ready())
+		record_resize(fd, 2);
+	SK_LEAVE();
+	return ret;
+}
+SK_EXPORT int posix_fallocate64(int, off_t, off_t) __attribute__((alias("posix_fallocate")));
+
+/* ---- fd references ---------------------------------------------------- */
+
+static void fd_unmark(int fd)
+{
+	if (sk_tab_lock()) {
+		sk_fd_unmark(fd);
+		sk_tab_unlock();
+	}
+}
+
+SK_EXPORT int close(int fd)
+{
+	if (sk_likely(!sk_fd_maybe_shm(fd)))
+		return REAL(close)(fd);
+	int ret = REAL(close)(fd);
+	SK_ENTER();
+	/* Linux releases the fd even when close fails (EINTR, EIO). */
+	fd_unmark(fd);
+	SK_LEAVE();
+	return ret;
+}
+
+SK_EXPORT int close_range(unsigned first, unsigned last, int flags)
+{
+	if (sk_unlikely(!REAL(close_range))) {
+		errno = ENOSYS;
+		return -1;
+	}
+	int ret = sk_real.close_range(first, last, flags);
+	if (ret == 0 && !(flags & CLOSE_RANGE_CLOEXEC)) {
+		SK_ENTER();
+		if (sk_tab_lock()) {
+			sk_fd_unmark_range(first, last);
+			sk_tab_unlock();
+		}
+		SK_LEAVE();
+	}
+	return ret;
+}
+
+static void fd_dup(int oldfd, int newfd)
+{
+	if (sk_tab_lock()) {
+		sk_fd_dup(oldfd, newfd);
+		sk_tab_unlock();
+	}
+}
+
+SK_EXPORT int dup(int oldfd)
+{
+	if (sk_likely(!sk_fd_maybe_shm(oldfd)))
+		return REAL(dup)(oldfd);
+	int ret = REAL(dup)(oldfd);
+	if (ret >= 0) {
+		SK_ENTER();
+		fd_dup(oldfd, ret);
+		SK_LEAVE();
+	}
+	return ret;
+}
+
+SK_EXPORT int dup2(int oldfd, int newfd)
+{
+	if (sk_likely(!sk_fd_maybe_shm(oldfd) && !sk_fd_maybe_shm(newfd)))
+		return REAL(dup2)(oldfd, newfd);
+	int ret = REAL(dup2)(oldfd, newfd);
+	if (ret >= 0 && oldfd != newfd) {
+		SK_ENTER();
+		fd_dup(oldfd, newfd);
+		SK_LEAVE();
+	}
+	return ret;
+}
+
+SK_EXPORT int dup3(int oldfd, int newfd, int flags)
+{
+	if (sk_likely(!sk_fd_maybe_shm(oldfd) && !sk_fd_maybe_shm(newfd)))
+		return REAL(dup3)(oldfd, newfd, flags);
+	int ret = REAL(dup3)(oldfd, newfd, flags);
+	if (ret >= 0) {
+		SK_ENTER();
+		fd_dup(oldfd, newfd);
+		SK_LEAVE();
+	}
+	return ret;
+}
+
+SK_EXPORT int fcntl(int fd, int cmd, ...)
+{
+	/* As glibc does: the optional argument is read as a pointer-sized
+	 * slot and passed on, whatever its type. */
+	va_list ap;
+	va_start(ap, cmd);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	if (sk_likely(!sk_fd_maybe_shm(fd)) || (cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC))
+		return REAL(fcntl)(fd, cmd, arg);
+	int ret = REAL(fcntl)(fd, cmd, arg);
+	if (ret >= 0) {
+		SK_ENTER();
+		fd_dup(fd, ret);
+		SK_LEAVE();
+	}
+	return ret;
+}
+SK_EXPORT int fcntl64(int, int, ...) __attribute__((alias("fcntl")));

@@ -1,0 +1,307 @@
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <link.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/record.h"
+#include "core/segtab.h"
+#include "core/util.h"
+#include "preload/real.h"
+#include "preload/state.h"
+
+SK_TLS int sk_busy;
+int sk_state = SK_UNINIT;
+uint64_t sk_page_size = 4096;
+uint32_t sk_euid;
+
+static struct {
+	char dir[PATH_MAX];
+	size_t capacity;
+	int log_state;            /* 0 not tried, 1 open, 2 failed */
+	pid_t log_opener;         /* tid opening the log, or 0 */
+	uint32_t parent_pid;      /* set in a fork child */
+	uint64_t parent_start_ticks;
+	uint64_t image_mono_ns;
+	pid_t pid;                /* cached: getpid is a syscall */
+	uint64_t start_ticks;     /* this process's, once known */
+	int argc;
+	char *argv[64];
+	char argbuf[SK_ARGS_MAX];
+} S;
+
+pid_t sk_pid(void)
+{
+	return S.pid;
+}
+
+static void copy_args(int argc, char **argv)
+{
+	size_t used = 0;
+	S.argc = 0;
+	for (int i = 0; argv && i < argc && argv[i] && i < (int)SK_ARRAY_SIZE(S.argv); i++) {
+		size_t l = strlen(argv[i]) + 1;
+		if (used + l > sizeof S.argbuf)
+			break;
+		memcpy(S.argbuf + used, argv[i], l);
+		S.argv[S.argc++] = S.argbuf + used;
+		used += l;
+	}
+}
+
+static void args_from_proc(void)
+{
+	char buf[SK_ARGS_MAX];
+	ssize_t n = sk_read_file("/proc/self/cmdline", buf, sizeof buf);
+	char *argv[64];
+	int argc = 0;
+	for (ssize_t i = 0; i < n && argc < 64; i += (ssize_t)strlen(buf + i) + 1)
+		argv[argc++] = buf + i;
+	copy_args(argc, argv);
+}
+
+static uint64_t parse_size(const char *s, uint64_t dflt)
+{
+	if (!s || !*s)
+		return dflt;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 0);
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	}
+	return *end ? dflt : v;
+}
+
+/* The library's own code range, so that its frames leave the backtraces. */
+static int self_cb(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	uint64_t me = (uint64_t)(uintptr_t)arg;
+	uint64_t lo = UINT64_MAX, hi = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uint64_t s = info->dlpi_addr + ph->p_vaddr;
+		if (s < lo) lo = s;
+		if (s + ph->p_memsz > hi) hi = s + ph->p_memsz;
+	}
+	if (me >= lo && me < hi) {
+		sk_rec_cfg.self_lo = lo;
+		sk_rec_cfg.self_hi = hi;
+		return 1;
+	}
+	return 0;
+}
+
+/* The log directory must not let another user swap or read our logs: like
+ * /tmp, a world-writable one needs the sticky bit; it belongs to us or root. */
+static const char *dir_problem(const char *dir)
+{
+	struct stat st;
+	if (stat(dir, &st) < 0)
+		return errno == ENOENT ? "does not exist" : "cannot be examined";
+	if (!S_ISDIR(st.st_mode))
+		return "is not a directory";
+	if ((st.st_mode & S_IWOTH) && !(st.st_mode & S_ISVTX))
+		return "is world-writable without the sticky bit";
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		return "belongs to another user";
+	if (access(dir, W_OK | X_OK) < 0)
+		return "is not writable";
+	return NULL;
+}
+
+static void say_dir(const char *what)
+{
+	char msg[PATH_MAX + 128];
+	size_t n = sk_fmt_str(msg, 0, sizeof msg, "log directory ");
+	n = sk_fmt_str(msg, n, sizeof msg, S.dir);
+	n = sk_fmt_str(msg, n, sizeof msg, " ");
+	n = sk_fmt_str(msg, n, sizeof msg, what);
+	sk_fmt_str(msg, n, sizeof msg, ": not recording; the program goes on");
+	sk_say(msg);
+}
+
+static void atfork_prepare(void) { sk_tab_atfork_prepare(); }
+static void atfork_parent(void) { sk_tab_atfork_parent(); }
+static void atfork_child(void) { sk_child_after_fork(); }
+
+static void do_init(void)
+{
+	S.image_mono_ns = sk_now_mono();
+	S.pid = getpid();
+	sk_page_size = getauxval(AT_PAGESZ);
+	if (!sk_page_size)
+		sk_page_size = 4096;
+	sk_euid = geteuid();
+	sk_real_resolve();
+	/* setuid/setgid programs: record nothing, change nothing. */
+	if (getauxval(AT_SECURE)) {
+		__atomic_store_n(&sk_state, SK_OFF, __ATOMIC_RELEASE);
+		return;
+	}
+	const char *dir = secure_getenv("SHMKEEPER_LOG_DIR");
+	if (!dir || !*dir) {
+		__atomic_store_n(&sk_state, SK_OFF, __ATOMIC_RELEASE);
+		return;
+	}
+	if (dir[0] != '/') {
+		/* The program may chdir later: keep the absolute path. */
+		if (!getcwd(S.dir, sizeof S.dir - 2))
+			S.dir[0] = '\0';
+		size_t n = strlen(S.dir);
+		sk_fmt_str(S.dir, sk_fmt_str(S.dir, n, sizeof S.dir, "/"), sizeof S.dir, dir);
+	} else
+		sk_strlcpy(S.dir, dir, sizeof S.dir);
+	const char *d = secure_getenv("SHMKEEPER_BACKTRACE_DEPTH");
+	uint64_t depth = parse_size(d, 16);
+	sk_rec_cfg.bt_depth = depth > SK_MAX_FRAMES ? SK_MAX_FRAMES : (unsigned)depth;
+	S.capacity = parse_size(secure_getenv("SHMKEEPER_LOG_SIZE"), 64u << 20);
+	dl_iterate_phdr(self_cb, (void *)(uintptr_t)&do_init);
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+	__atomic_store_n(&sk_state, SK_ON, __ATOMIC_RELEASE);
+}
+
+int sk_on_slow(void)
+{
+	int expect = SK_UNINIT;
+	if (__atomic_compare_exchange_n(&sk_state, &expect, SK_INITING, 0,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		int saved = errno, busy = sk_busy;
+		sk_busy = 1;
+		do_init();
+		sk_busy = busy;
+		errno = saved;
+	} else if (expect == SK_INITING) {
+		/* Another thread initialises, or this one re-entered (then the
+		 * call is forwarded unrecorded). */
+		return 0;
+	}
+	return __atomic_load_n(&sk_state, __ATOMIC_ACQUIRE) == SK_ON;
+}
+
+static void log_inherited(void);
+
+int sk_log_ready(void)
+{
+	int ls = __atomic_load_n(&S.log_state, __ATOMIC_ACQUIRE);
+	if (sk_likely(ls == 1))
+		return 1;
+	if (ls == 2)
+		return 0;
+	pid_t me = sk_tid(), none = 0;
+	while (!__atomic_compare_exchange_n(&S.log_opener, &none, me, 0,
+					    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
+		if (none == me)
+			return 0;    /* a signal handler interrupted our own open */
+		none = 0;
+		sched_yield();
+	}
+	ls = __atomic_load_n(&S.log_state, __ATOMIC_ACQUIRE);
+	if (ls == 0) {
+		const char *why = dir_problem(S.dir);
+		if (why) {
+			say_dir(why);
+			ls = 2;
+		} else {
+			if (!S.argc)
+				args_from_proc();
+			if (S.parent_pid && !S.parent_start_ticks)
+				S.parent_start_ticks = sk_proc_start_ticks((pid_t)S.parent_pid);
+			struct sk_log_identity id = {
+				.argc = S.argc, .argv = S.argv,
+				.parent_pid = S.parent_pid,
+				.parent_start_ticks = S.parent_start_ticks,
+				.image_mono_ns = S.image_mono_ns,
+				.bt_depth = sk_rec_cfg.bt_depth,
+			};
+			int rc = sk_log_open(S.dir, S.capacity, &id);
+			if (rc < 0) {
+				errno = -rc;
+				say_dir("refused the log file");
+				ls = 2;
+			} else {
+				ls = 1;
+				S.start_ticks = sk_log_start_ticks();
+			}
+		}
+		__atomic_store_n(&S.log_state, ls, __ATOMIC_RELEASE);
+		if (ls == 1 && S.parent_pid)
+			log_inherited();  /* attachments that came through fork */
+	}
+	__atomic_store_n(&S.log_opener, 0, __ATOMIC_RELEASE);
+	return ls == 1;
+}
+
+void sk_count_failed(enum sk_fn fn)
+{
+	if (sk_log_ready())
+		sk_log_count_failed(fn);
+}
+
+static void inherited_one(const struct sk_attach *a, void *arg)
+{
+	(void)arg;
+	struct sk_attach c = *a;
+	c.flags |= SK_F_INHERITED;
+	if (c.shmid >= 0)
+		sk_ev_sysv_at(c.shmid, 0, c.addr, 0, c.len, c.flags);
+	else
+		sk_ev_map(SK_EV_POSIX_MAP, &c, 0, 0);
+}
+
+static void log_inherited(void)
+{
+	if (sk_tab_lock()) {
+		sk_att_foreach(inherited_one, NULL);
+		sk_tab_unlock();
+	}
+}
+
+void sk_child_after_fork(void)
+{
+	sk_tid_reset();
+	sk_tab_atfork_child();
+	sk_tab_fork_child();
+	if (__atomic_load_n(&sk_state, __ATOMIC_ACQUIRE) != SK_ON)
+		return;
+	/* The parent's pid and start time name it in the child's header; a
+	 * parent that never logged has not read its start time: the child
+	 * reads it when its own log opens. */
+	S.parent_pid = (uint32_t)S.pid;
+	S.parent_start_ticks = S.start_ticks;
+	S.pid = (pid_t)syscall(SYS_getpid);
+	S.start_ticks = 0;
+	sk_log_forget();
+	S.log_state = 0;
+	S.log_opener = 0;
+}
+
+__attribute__((constructor)) static void shmk_init(int argc, char **argv, char **envp)
+{
+	(void)envp;
+	copy_args(argc, argv);
+	sk_on();
+}
+
+__attribute__((destructor)) static void shmk_fini(void)
+{
+	if (__atomic_load_n(&sk_state, __ATOMIC_ACQUIRE) == SK_ON &&
+	    __atomic_load_n(&S.log_state, __ATOMIC_ACQUIRE) == 1) {
+		sk_busy = 1;
+		sk_log_close(-1);
+		sk_busy = 0;
+	}
+}

@@ -1,0 +1,60 @@
+/* The preloaded library's state: configuration from the environment, the
+ * recursion guard, lazy initialisation, and the process events (fork, exec,
+ * exit) that decide which log a record goes to. */
+#ifndef SHMK_STATE_H
+#define SHMK_STATE_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/compiler.h"
+#include "core/logfmt.h"
+
+/* Set while this thread is inside the library's own bookkeeping: a wrapped
+ * call made from there is forwarded untouched. Checked before anything else. */
+extern SK_TLS int sk_busy;
+
+enum { SK_UNINIT, SK_INITING, SK_ON, SK_OFF };
+extern int sk_state;
+
+extern uint64_t sk_page_size;
+extern uint32_t sk_euid;     /* at initialisation */
+
+/* This process's pid, cached (refreshed in a fork child). */
+pid_t sk_pid(void);
+
+static inline uint64_t sk_page_round(uint64_t n)
+{
+	return (n + sk_page_size - 1) & ~(sk_page_size - 1);
+}
+
+/* Slow path of sk_on(): initialises on first use. */
+int sk_on_slow(void);
+
+/* Should this process record? Initialises on first use. */
+static inline int sk_on(void)
+{
+	int s = __atomic_load_n(&sk_state, __ATOMIC_ACQUIRE);
+	if (sk_likely(s == SK_ON))
+		return 1;
+	if (s == SK_OFF)
+		return 0;
+	return sk_on_slow();
+}
+
+/* Opens the log if it is not open yet. Returns 1 if records can be written. */
+int sk_log_ready(void);
+
+/* A call failed: count it (opens the log: a failing shm call is still a
+ * process that uses shared memory). */
+void sk_count_failed(enum sk_fn fn);
+
+/* The fork child's side, for fork (through pthread_atfork) and _Fork. */
+void sk_child_after_fork(void);
+
+/* Each wrapper brackets its bookkeeping with these. */
+#define SK_ENTER() int sk_errno_ = errno; sk_busy = 1
+#define SK_LEAVE() do { sk_busy = 0; errno = sk_errno_; } while (0)
+
+#endif
