@@ -1,0 +1,49 @@
+#!/bin/sh
+# The recording benchmark (issue 3): the shmcycle workload raw, preloaded
+# with backtraces off, preloaded with 16-frame backtraces, and under strace,
+# interleaved round by round so that a noisy neighbour hits every variant
+# alike. Prints the median ns per cycle and its ratio to raw.
+#   bench/recording.sh [ROUNDS] [CYCLES]     (from the build directory)
+set -eu
+rounds=${1:-11}
+cycles=${2:-20000}
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${SHMCYCLE:-$here/shmcycle}
+lib=${SHMK_LIB:-$(pwd)/.libs/libshmkeeper.so}
+[ -x "$bin" ] || { echo "no $bin: run 'make bench' first" >&2; exit 1; }
+[ -f "$lib" ] || { echo "no $lib" >&2; exit 1; }
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+out=$(mktemp)
+variants="raw bt0 bt16"
+command -v strace >/dev/null 2>&1 && variants="$variants strace"
+for r in $(seq "$rounds"); do
+	for v in $variants; do
+		rm -f "$logs"/*
+		case $v in
+		raw)    t=$("$bin" "$cycles") ;;
+		bt0)    t=$(SHMKEEPER_LOG_DIR=$logs SHMKEEPER_BACKTRACE_DEPTH=0 LD_PRELOAD=$lib "$bin" "$cycles") ;;
+		bt16)   t=$(SHMKEEPER_LOG_DIR=$logs SHMKEEPER_BACKTRACE_DEPTH=16 LD_PRELOAD=$lib "$bin" "$cycles") ;;
+		strace) t=$(strace -f -qq -e trace=%ipc -o /dev/null "$bin" $((cycles / 10))) ;;
+		esac
+		echo "$v $t" >> "$out"
+	done
+done
+awk -v rounds="$rounds" '
+	{ v[$1, ++n[$1]] = $2; names[$1] = 1 }
+	END {
+		split("raw bt0 bt16 strace", order, " ")
+		for (i = 1; i <= 4; i++) {
+			k = order[i]; if (!(k in names)) continue
+			m = n[k]; delete a
+			for (j = 1; j <= m; j++) a[j] = v[k, j]
+			# insertion sort, then the median
+			for (x = 2; x <= m; x++) { y = a[x]; z = x - 1
+				while (z > 0 && a[z] > y) { a[z + 1] = a[z]; z-- } a[z + 1] = y }
+			med[k] = (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+		}
+		printf "%-8s %12s %8s   (%d rounds, interleaved)\n", "variant", "ns/cycle", "ratio", rounds
+		for (i = 1; i <= 4; i++) { k = order[i]; if (!(k in med)) continue
+			printf "%-8s %12.1f %8.3f\n", k, med[k], med[k] / med["raw"] }
+	}' "$out"
+rm -f "$out"
