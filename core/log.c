@@ -268,7 +268,8 @@ int sk_log_open(const char *dir, size_t capacity, const struct sk_log_identity *
 #endif
 	h->header_size = SK_HEADER_SIZE;
 	h->pid = (uint32_t)pid;
-	h->ppid = (uint32_t)getppid();
+	/* At image start: by now an orphan would name init. */
+	h->ppid = id->ppid ? id->ppid : (uint32_t)getppid();
 	h->uid = getuid();
 	h->gid = getgid();
 	h->euid = geteuid();

@@ -19,6 +19,7 @@
 struct sk_log_identity {
 	int argc;
 	char **argv;              /* may be NULL */
+	uint32_t ppid;            /* getppid() when the image started */
 	uint32_t parent_pid;      /* fork parent whose image logged, or 0 */
 	uint64_t parent_start_ticks;
 	uint64_t image_mono_ns;

@@ -33,6 +33,7 @@ static struct {
 	uint64_t parent_start_ticks;
 	uint64_t image_mono_ns;
 	pid_t pid;                /* cached: getpid is a syscall */
+	pid_t ppid;               /* at image start or fork */
 	uint64_t start_ticks;     /* this process's, once known */
 	int argc;
 	char *argv[64];
@@ -142,6 +143,7 @@ static void do_init(void)
 {
 	S.image_mono_ns = sk_now_mono();
 	S.pid = getpid();
+	S.ppid = getppid();
 	sk_page_size = getauxval(AT_PAGESZ);
 	if (!sk_page_size)
 		sk_page_size = 4096;
@@ -221,7 +223,7 @@ int sk_log_ready(void)
 			if (S.parent_pid && !S.parent_start_ticks)
 				S.parent_start_ticks = sk_proc_start_ticks((pid_t)S.parent_pid);
 			struct sk_log_identity id = {
-				.argc = S.argc, .argv = S.argv,
+				.argc = S.argc, .argv = S.argv, .ppid = (uint32_t)S.ppid,
 				.parent_pid = S.parent_pid,
 				.parent_start_ticks = S.parent_start_ticks,
 				.image_mono_ns = S.image_mono_ns,
@@ -282,6 +284,7 @@ void sk_child_after_fork(void)
 	 * reads it when its own log opens. */
 	S.parent_pid = (uint32_t)S.pid;
 	S.parent_start_ticks = S.start_ticks;
+	S.ppid = S.pid;
 	S.pid = (pid_t)syscall(SYS_getpid);
 	S.start_ticks = 0;
 	sk_log_forget();
