@@ -7,8 +7,7 @@
 set -eu
 rounds=${1:-11}
 cycles=${2:-20000}
-here=$(cd "$(dirname "$0")" && pwd)
-bin=${SHMCYCLE:-$here/shmcycle}
+bin=${SHMCYCLE:-$(pwd)/bench/shmcycle}
 lib=${SHMK_LIB:-$(pwd)/.libs/libshmkeeper.so}
 [ -x "$bin" ] || { echo "no $bin: run 'make bench' first" >&2; exit 1; }
 [ -f "$lib" ] || { echo "no $lib" >&2; exit 1; }

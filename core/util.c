@@ -129,8 +129,27 @@ size_t sk_fmt_u64(char *dst, size_t at, size_t size, uint64_t v)
 	return at;
 }
 
+/* Which file fd 2 was when the library started: a daemon that closed it
+ * may have reused the number for a socket, and our message must not land in
+ * the program's protocol. */
+static int say_state;   /* 0 not initialised (write), 1 compare, 2 never */
+static dev_t say_dev;
+static ino_t say_ino;
+
+void sk_say_init(void)
+{
+	struct stat st;
+	say_state = fstat(2, &st) == 0 ? 1 : 2;
+	say_dev = st.st_dev;
+	say_ino = st.st_ino;
+}
+
 void sk_say(const char *msg)
 {
+	struct stat st;
+	if (say_state == 2 || (say_state == 1 && (fstat(2, &st) < 0 ||
+	    st.st_dev != say_dev || st.st_ino != say_ino)))
+		return;
 	char buf[512];
 	size_t n = sk_fmt_str(buf, 0, sizeof buf - 1, "shmkeeper: ");
 	n = sk_fmt_str(buf, n, sizeof buf - 1, msg);

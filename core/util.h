@@ -32,7 +32,10 @@ size_t sk_strlcpy(char *dst, const char *src, size_t size);
 size_t sk_fmt_u64(char *dst, size_t at, size_t size, uint64_t v);
 size_t sk_fmt_str(char *dst, size_t at, size_t size, const char *s);
 
-/* Writes "shmkeeper: <msg>\n" to stderr with one write(2). */
+/* Remembers which file stderr is (at library start). */
+void sk_say_init(void);
+/* Writes "shmkeeper: <msg>\n" to stderr with one write(2), if fd 2 is still
+ * the file it was at sk_say_init(). */
 void sk_say(const char *msg);
 
 #endif

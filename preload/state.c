@@ -142,6 +142,7 @@ static void atfork_child(void) { sk_child_after_fork(); }
 static void do_init(void)
 {
 	S.image_mono_ns = sk_now_mono();
+	sk_say_init();
 	S.pid = getpid();
 	S.ppid = getppid();
 	sk_page_size = getauxval(AT_PAGESZ);
