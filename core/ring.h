@@ -1,0 +1,117 @@
+/* Internals shared by core/ring.c (segments, locks, the byte ring) and
+ * core/msg.c (messages over the ring).
+ *
+ * The control block sits at SK_CTRL_OFF, after the seed's public header and
+ * before SHMK_SHM_RESERVED. The peer can rewrite all of it: nothing in it is
+ * ever used as an address, an offset or a size. The futex words are only
+ * waited on and woken; the holder word only decides whether to report
+ * EOWNERDEAD.
+ */
+#ifndef SHMK_RING_H
+#define SHMK_RING_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/compiler.h"
+#include <shmkeeper.h>
+
+#define SK_CTRL_OFF     64
+#define SK_SEG_MAGIC    0x31474e524b4d4853ull   /* "SHMKRNG1" */
+#define SK_SEG_VERSION  1u
+#define SK_CACHELINE    64
+#define SK_MIN_RING     64      /* bytes of ring shmk_shm_data_alloc leaves */
+
+struct sk_ctrl {
+	uint64_t magic;
+	uint32_t version;
+	/* Nonzero while some process holds the kernel lock (see sk_lock). */
+	_Atomic uint32_t holder;
+	char pad0[SK_CACHELINE - 16];
+	/* The consumer sleeps on data_seq, the producer on space_seq; each
+	 * pair on its own line so a wake does not bounce the other side's. */
+	_Atomic uint32_t data_seq;
+	_Atomic uint32_t data_waiters;
+	char pad1[SK_CACHELINE - 8];
+	_Atomic uint32_t space_seq;
+	_Atomic uint32_t space_waiters;
+	char pad2[SK_CACHELINE - 8];
+};
+
+_Static_assert(sizeof(shmk_shm_header) <= SK_CTRL_OFF, "header fits before ctrl");
+_Static_assert(SK_CTRL_OFF + sizeof(struct sk_ctrl) <= SHMK_SHM_RESERVED,
+               "ctrl fits in the reserved area");
+/* The public fields are plain size_t; they are accessed through _Atomic
+ * casts (liburing's io_uring_smp_load_acquire does the same). */
+_Static_assert(sizeof(_Atomic size_t) == sizeof(size_t) &&
+               _Alignof(_Atomic size_t) == _Alignof(size_t),
+               "_Atomic size_t has the layout of size_t");
+
+#define SK_ATOMIC_SZ(p) ((_Atomic size_t *)(p))
+
+/* A ring description read once from shared memory and checked: begin, end,
+ * head and tail are trusted only after sk_ring_snap() returned 0. */
+struct sk_ring_snap {
+	size_t begin, end, head, tail;
+};
+
+/* The per-process half of a descriptor; desc is first so that the public
+ * pointer converts back. */
+struct sk_seg {
+	shmk_shm_desc desc;
+	_Atomic int refcnt;
+	int fd;                    /* POSIX: the segment's fd, else -1 */
+	int shmid, semid;          /* SysV, else -1 */
+	unsigned fork_gen;         /* sk_fork_gen when fd was opened here */
+	pthread_mutex_t tlock;     /* POSIX: excludes this process's threads */
+	_Atomic uintptr_t towner;  /* POSIX: pthread_self() of tlock's holder */
+	_Atomic int sysv_held;     /* SysV: this process holds the semaphore */
+	char name[64];             /* POSIX name, NUL-terminated */
+
+	/* Message layer, private to this process. The ring bounds are read
+	 * from the header once, checked, and kept here, so a peer that moves
+	 * them later cannot move our accesses. */
+	int msg_ready;             /* 1: begin/end below are valid, -1: bad */
+	size_t m_begin, m_end;
+	size_t p_head;             /* producer's cached view of head... */
+	size_t p_tail;             /* ...valid while tail is still this */
+	size_t c_tail;             /* consumer's cached view of tail... */
+	size_t c_head;             /* ...valid while head is still this */
+	size_t res_at, res_len;    /* open reservation: record offset, length */
+	int res_open;
+	size_t peek_next;          /* head after the peeked record */
+	int peek_open;
+};
+
+static inline struct sk_seg *sk_seg_of(shmk_shm_desc *d)
+{
+	return (struct sk_seg *)d;
+}
+
+static inline struct sk_ctrl *sk_ctrl_of(shmk_shm_desc *d)
+{
+	return (struct sk_ctrl *)((char *)d->header + SK_CTRL_OFF);
+}
+
+/* Reads rbuf's four offsets once and checks them against a mapping of size
+ * bytes: SHMK_SHM_RESERVED <= begin < end <= size, head and tail in
+ * [begin, end), and all multiples of align (1 or 8). Returns 0 or -EINVAL. */
+SK_HIDDEN int sk_ring_snap(const shmk_rbuf *rbuf, size_t size, size_t align,
+                           struct sk_ring_snap *s);
+
+/* Bytes queued in a checked snapshot. */
+static inline size_t sk_ring_used(const struct sk_ring_snap *s)
+{
+	return s->tail >= s->head ? s->tail - s->head
+	                          : (s->end - s->begin) - (s->head - s->tail);
+}
+
+/* futex(2) on a word of the segment: shared, not FUTEX_PRIVATE_FLAG, since
+ * the other side is another process. deadline_ns is CLOCK_MONOTONIC, or 0 to
+ * wait forever. Returns 0 or -errno (-ETIMEDOUT, -EAGAIN, -EINTR). */
+SK_HIDDEN int sk_futex_wait(_Atomic uint32_t *word, uint32_t val, uint64_t deadline_ns);
+SK_HIDDEN void sk_futex_wake_all(_Atomic uint32_t *word);
+
+#endif
