@@ -1,0 +1,1472 @@
+/* The span: reservation, shared placement table, per-process slots.
+ * Contract and the wrappers' side: core/span.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/logfmt.h"
+#include "core/span.h"
+#include "core/util.h"
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+#ifndef O_TMPFILE
+#define O_TMPFILE (020000000 | O_DIRECTORY)
+#endif
+
+/* ---- the shared table ------------------------------------------------- */
+
+#define TAB_MAGIC    "SHMKSPN"
+#define TAB_VERSION  1u
+#define TAB_LIVE     1u
+#define TAB_DEAD     2u     /* unlinked: whoever finds this reopens by name */
+#define ENT_FREE     0u
+#define ENT_USED     0x55u
+#define ENTF_REMOVED 1u     /* IPC_RMID / shm_unlink seen: collect when unused */
+#define ENT_SIZE     384u
+#define HDR_SIZE     4096u
+#define LOCK_TIMEOUT_S 2
+
+struct tab_user {
+	uint32_t pid;             /* 0: free */
+	uint32_t pad;
+	uint64_t start;           /* /proc/PID/stat field 22: pids wrap */
+	uint64_t pidns;           /* liveness is only judged in our pid namespace */
+	uint64_t check;
+};
+
+struct tab_ent {
+	uint32_t state;           /* ENT_FREE / ENT_USED */
+	uint32_t kind;            /* SK_SPAN_SYSV / SK_SPAN_POSIX */
+	uint64_t off, len;        /* in the span; SHMLBA multiples */
+	int32_t  shmid;
+	uint32_t cpid;            /* SysV identity with segsz: shmids are reused */
+	uint64_t segsz;
+	uint64_t dev, ino;        /* POSIX identity behind the name */
+	uint64_t gen;             /* allocation number: local caches compare it */
+	uint32_t name_len;
+	uint32_t pad;
+	uint64_t check;           /* over everything above and name */
+	/* Outside the checksum: changed without the lock. */
+	_Atomic uint32_t flags;   /* ENTF_* */
+	uint32_t pad2;
+	_Atomic uint64_t attached[SK_SPAN_USERS / 64]; /* POSIX: users mapping it */
+	char     name[SK_NAME_MAX]; /* NUL-padded: hashed by 8-byte words */
+};
+
+struct tab {
+	char     magic[8];
+	uint32_t version, hdr_size;
+	uint64_t span_addr, span_size;
+	uint32_t nents, nusers;
+	uint32_t shmlba, ent_size;
+	uint64_t total_size;
+	/* Read before the lock to see a table being retired. */
+	_Atomic uint32_t state;
+	uint32_t repairs;         /* times a dead holder's update was repaired */
+	uint32_t dropped;         /* entries or users that failed validation */
+	uint32_t pad;
+	uint64_t gen;
+	pthread_mutex_t lock;     /* robust, process-shared */
+	char     hpad[HDR_SIZE - 80 - sizeof(pthread_mutex_t)];
+	struct tab_user users[SK_SPAN_USERS];
+	struct tab_ent  ents[SK_SPAN_ENTS];
+};
+
+_Static_assert(sizeof(struct tab_ent) <= ENT_SIZE, "entry size");
+_Static_assert(offsetof(struct tab, lock) == 80, "header layout");
+_Static_assert(offsetof(struct tab, users) == HDR_SIZE, "header size");
+_Static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits");
+
+#define TAB_SIZE (sizeof(struct tab))
+
+/* ---- the process side ---------------------------------------------------- */
+
+enum { L_FREE = 0, L_CLAIM, L_MAPPED };
+
+struct lslot {
+	int       state;
+	int       kind;
+	uintptr_t start, end;
+	int       ent;            /* table entry, or -1 (foreign) */
+	int       shmid;
+	bool      forced;         /* explicit call that replaces what is there */
+};
+
+struct cache_ent { uint64_t key; int idx; uint64_t gen; };
+
+SK_HIDDEN struct sk_span_bounds sk_span_g;
+SK_HIDDEN void (*sk_span_test_midupdate)(void);
+
+static struct {
+	int          init_ret;
+	bool         inited;
+	struct sk_span_cfg cfg;
+	uint64_t     shmlba;
+	struct tab  *tab;         /* NULL until the first placement */
+	int          dirfd;
+	bool         broken;      /* header invalid or lock unusable: stop trying */
+	int          user;        /* our slot in tab->users, or -1 */
+	pid_t        pid;
+	uint64_t     start, pidns;
+	int          hwm;         /* slots[0, hwm) may be in use */
+	struct lslot slots[SK_SPAN_LOCAL];
+	struct cache_ent cache[64];
+} S = { .dirfd = -1, .user = -1 };
+
+/* Spinlock, not a mutex: held for a few loads and at most one mmap, and its
+ * owner is known per thread so that a signal handler re-entering is told
+ * -EDEADLK instead of deadlocking (LESSONS.md: handlers call shmdt). */
+static atomic_int local_lock;
+static SK_TLS int in_span;
+
+static int enter(void)
+{
+	if (in_span)
+		return -EDEADLK;
+	in_span = 1;
+	return 0;
+}
+
+static void leave(void)
+{
+	in_span = 0;
+}
+
+static void llock(void)
+{
+	/* acquire: the slots written by the previous holder are visible. */
+	while (atomic_exchange_explicit(&local_lock, 1, memory_order_acquire))
+		sched_yield();
+}
+
+static void lunlock(void)
+{
+	/* release: publish the slots before the next holder reads them. */
+	atomic_store_explicit(&local_lock, 0, memory_order_release);
+}
+
+/* ---- raw syscalls: the wrappers must never see the library's own objects - */
+
+static void *raw_mmap(void *a, size_t l, int prot, int fl, int fd, off_t off)
+{
+	return (void *)syscall(SYS_mmap, a, l, prot, fl, fd, off);
+}
+
+static int raw_munmap(void *a, size_t l)
+{
+	return (int)syscall(SYS_munmap, a, l);
+}
+
+static int raw_close(int fd)
+{
+	return (int)syscall(SYS_close, fd);
+}
+
+static int raw_shmstat(int id, struct shmid_ds *ds)
+{
+	return (int)syscall(SYS_shmctl, id, IPC_STAT, ds);
+}
+
+static void *reserve_at(uintptr_t a, size_t l, int extra)
+{
+	return raw_mmap((void *)a, l, PROT_NONE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra, -1, 0);
+}
+
+/* ---- parsing ----------------------------------------------------------- */
+
+int sk_span_parse_num(const char *s, uint64_t *v)
+{
+	if (!s || !*s)
+		return -EINVAL;
+	uint64_t x = 0, base = 10;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
+		base = 16;
+		s += 2;
+		if (!*s)
+			return -EINVAL;
+	}
+	const char *p = s;
+	for (; *p; p++) {
+		unsigned d;
+		if (*p >= '0' && *p <= '9')
+			d = (unsigned)(*p - '0');
+		else if (base == 16 && *p >= 'a' && *p <= 'f')
+			d = (unsigned)(*p - 'a' + 10);
+		else if (base == 16 && *p >= 'A' && *p <= 'F')
+			d = (unsigned)(*p - 'A' + 10);
+		else
+			break;
+		if (x > (UINT64_MAX - d) / base)
+			return -EINVAL;
+		x = x * base + d;
+	}
+	if (p == s)
+		return -EINVAL;
+	unsigned shift = 0;
+	switch (*p) {
+	case '\0': break;
+	case 'k': case 'K': shift = 10; break;
+	case 'm': case 'M': shift = 20; break;
+	case 'g': case 'G': shift = 30; break;
+	case 't': case 'T': shift = 40; break;
+	default: return -EINVAL;
+	}
+	if (*p && p[1])
+		return -EINVAL;
+	if (shift && x > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*v = x << shift;
+	return 0;
+}
+
+static uint64_t shmlba(void)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uint64_t lba = SHMLBA;
+	return lba > (uint64_t)pg ? lba : (uint64_t)pg;
+}
+
+int sk_span_parse(const char *spec, struct sk_span_cfg *cfg)
+{
+	if (!spec || !*spec) {
+		cfg->addr = SK_SPAN_DEFAULT_ADDR;
+		cfg->size = SK_SPAN_DEFAULT_SIZE;
+		cfg->off = false;
+		return 0;
+	}
+	if (strcmp(spec, "off") == 0) {
+		cfg->addr = cfg->size = 0;
+		cfg->off = true;
+		return 0;
+	}
+	const char *colon = strchr(spec, ':');
+	char a[64];
+	if (!colon || (size_t)(colon - spec) >= sizeof a)
+		return -EINVAL;
+	memcpy(a, spec, (size_t)(colon - spec));
+	a[colon - spec] = '\0';
+	uint64_t addr, size, lba = shmlba();
+	if (sk_span_parse_num(a, &addr) < 0 || sk_span_parse_num(colon + 1, &size) < 0)
+		return -EINVAL;
+	if (addr == 0 || size == 0 || addr % lba)
+		return -EINVAL;
+	if (size > (1ull << 56))
+		return -EINVAL;
+	size = (size + lba - 1) & ~(lba - 1);
+	if (addr > (1ull << 56) - size)
+		return -EINVAL;
+	cfg->addr = addr;
+	cfg->size = size;
+	cfg->off = false;
+	return 0;
+}
+
+int sk_span_parse_policy(const char *s, enum sk_span_policy *p)
+{
+	if (!s || !*s || strcmp(s, "warn") == 0)
+		*p = SK_SPAN_WARN;
+	else if (strcmp(s, "strict") == 0)
+		*p = SK_SPAN_STRICT;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+int sk_span_config_env(struct sk_span_cfg *cfg)
+{
+	int ret = 0;
+	cfg->policy = SK_SPAN_WARN;
+	if (sk_span_parse(secure_getenv("SHMKEEPER_SPAN"), cfg) < 0) {
+		sk_span_parse(NULL, cfg);
+		ret = -EINVAL;
+	}
+	if (sk_span_parse_policy(secure_getenv("SHMKEEPER_SPAN_POLICY"), &cfg->policy) < 0)
+		ret = -EINVAL;
+	return ret;
+}
+
+int sk_span_strict_errno(int kind, int mflags)
+{
+	if (kind == SK_SPAN_SYSV)
+		return EINVAL;
+	if (mflags & MAP_FIXED_NOREPLACE)
+		return EEXIST;
+	return ENOMEM;
+}
+
+/* ---- init -------------------------------------------------------------- */
+
+int sk_span_init(const struct sk_span_cfg *cfg)
+{
+	if (S.inited)
+		return S.init_ret;
+	int saved = errno;
+	S.inited = true;
+	S.cfg = *cfg;
+	S.shmlba = shmlba();
+	S.pid = getpid();
+	sk_span_g.policy = cfg->policy;
+	S.init_ret = 0;
+	if (!cfg->off) {
+		/* MAP_FIXED_NOREPLACE (4.17+) fails with EEXIST instead of
+		 * silently moving or clobbering; older kernels treat it as a
+		 * hint, hence the address comparison. */
+		void *m = reserve_at(cfg->addr, cfg->size, MAP_FIXED_NOREPLACE);
+		if (m == MAP_FAILED) {
+			S.init_ret = errno == EEXIST ? -EEXIST : -errno;
+		} else if ((uintptr_t)m != cfg->addr) {
+			raw_munmap(m, cfg->size);
+			S.init_ret = -EEXIST;
+		} else {
+			sk_span_g.base = cfg->addr;
+			sk_span_g.end = cfg->addr + cfg->size;
+		}
+		sk_span_g.state = S.init_ret == 0 ? 1 : -1;
+	}
+	errno = saved;
+	return S.init_ret;
+}
+
+/* ---- table helpers --------------------------------------------------------- */
+
+static uint64_t mix(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+	return h * 0xff51afd7ed558ccdull;
+}
+
+static uint64_t ent_sum(const struct tab_ent *e)
+{
+	uint64_t h = 0x53484d4b53504eull;
+	h = mix(h, ((uint64_t)e->state << 32) | e->kind);
+	h = mix(h, e->off);
+	h = mix(h, e->len);
+	h = mix(h, ((uint64_t)(uint32_t)e->shmid << 32) | e->cpid);
+	h = mix(h, e->segsz);
+	h = mix(h, e->dev);
+	h = mix(h, e->ino);
+	h = mix(h, e->gen);
+	h = mix(h, e->name_len);
+	size_t n = e->name_len < SK_NAME_MAX ? e->name_len : SK_NAME_MAX;
+	for (size_t i = 0; i < n; i += 8) {
+		uint64_t w;
+		memcpy(&w, e->name + i, 8);
+		h = mix(h, w);
+	}
+	return h;
+}
+
+static uint64_t user_sum(const struct tab_user *u)
+{
+	return mix(mix(mix(0x75736572ull, u->pid), u->start), u->pidns);
+}
+
+/* Every value read from the table is checked before it is used: any user of
+ * the span (other uids included) can write it. */
+static bool ent_valid(const struct tab *t, const struct tab_ent *e)
+{
+	if (e->state == ENT_FREE)
+		return true;
+	if (e->state != ENT_USED)
+		return false;
+	if (e->kind != SK_SPAN_SYSV && e->kind != SK_SPAN_POSIX)
+		return false;
+	if (e->len == 0 || e->off % S.shmlba || e->len % S.shmlba ||
+	    e->off >= t->span_size || e->len > t->span_size - e->off)
+		return false;
+	if (e->kind == SK_SPAN_POSIX &&
+	    (e->name_len == 0 || e->name_len >= SK_NAME_MAX - 8 || e->name[e->name_len]))
+		return false;
+	return e->check == ent_sum(e);
+}
+
+static bool user_valid(const struct tab_user *u)
+{
+	if (u->pid == 0)
+		return u->start == 0 && u->check == 0;
+	return u->pid <= 0x3fffffff && u->check == user_sum(u);
+}
+
+static bool hdr_valid(const struct tab *t)
+{
+	return memcmp(t->magic, TAB_MAGIC, 8) == 0 && t->version == TAB_VERSION &&
+	       t->hdr_size == HDR_SIZE && t->nents == SK_SPAN_ENTS &&
+	       t->nusers == SK_SPAN_USERS && t->ent_size == sizeof(struct tab_ent) &&
+	       t->total_size == TAB_SIZE && t->shmlba == S.shmlba &&
+	       t->span_addr == S.cfg.addr && t->span_size == S.cfg.size;
+}
+
+static void ent_clear(struct tab_ent *e)
+{
+	e->state = ENT_FREE;
+	e->check = 0;
+	atomic_store_explicit(&e->flags, 0, memory_order_relaxed);
+	for (unsigned i = 0; i < SK_SPAN_USERS / 64; i++)
+		atomic_store_explicit(&e->attached[i], 0, memory_order_relaxed);
+}
+
+static void user_clear(struct tab *t, int u)
+{
+	memset(&t->users[u], 0, sizeof t->users[u]);
+	/* release: a collector that sees the bit gone also sees the unmap that
+	 * preceded it. */
+	for (unsigned i = 0; i < SK_SPAN_ENTS; i++)
+		atomic_fetch_and_explicit(&t->ents[i].attached[u / 64],
+					  ~(1ull << (u % 64)), memory_order_release);
+}
+
+/* Called with the lock held after EOWNERDEAD, or when a read found junk. */
+static void repair(struct tab *t)
+{
+	for (unsigned i = 0; i < SK_SPAN_USERS; i++)
+		if (!user_valid(&t->users[i])) {
+			user_clear(t, (int)i);
+			t->dropped++;
+		}
+	for (unsigned i = 0; i < SK_SPAN_ENTS; i++) {
+		struct tab_ent *e = &t->ents[i];
+		if (!ent_valid(t, e)) {
+			ent_clear(e);
+			t->dropped++;
+			continue;
+		}
+		if (e->state != ENT_USED)
+			continue;
+		/* Two placements overlapping can only come from a forged
+		 * table: keep the first. */
+		for (unsigned j = 0; j < i; j++) {
+			struct tab_ent *f = &t->ents[j];
+			if (f->state == ENT_USED && e->off < f->off + f->len &&
+			    f->off < e->off + e->len) {
+				ent_clear(e);
+				t->dropped++;
+				break;
+			}
+		}
+	}
+}
+
+static int tab_lock(struct tab *t)
+{
+	int r = pthread_mutex_trylock(&t->lock);
+	if (r == EBUSY) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += LOCK_TIMEOUT_S;
+		r = pthread_mutex_clocklock(&t->lock, CLOCK_MONOTONIC, &ts);
+	}
+	if (r == EOWNERDEAD) {
+		/* The holder died, maybe halfway through an entry: validate
+		 * everything before anyone reads it again. */
+		if (hdr_valid(t)) {
+			repair(t);
+			t->repairs++;
+		}
+		pthread_mutex_consistent(&t->lock);
+		r = 0;
+	}
+	if (r == ETIMEDOUT)
+		return -ETIMEDOUT;
+	if (r) {
+		S.broken = true;
+		return -EBADMSG;
+	}
+	if (!hdr_valid(t)) {
+		pthread_mutex_unlock(&t->lock);
+		S.broken = true;
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static void tab_unlock(struct tab *t)
+{
+	pthread_mutex_unlock(&t->lock);
+}
+
+static size_t fmt_hex(char *dst, size_t at, size_t size, uint64_t v)
+{
+	char tmp[17];
+	int n = 0;
+	do {
+		tmp[n++] = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v);
+	while (n && at + 1 < size)
+		dst[at++] = tmp[--n];
+	dst[at < size ? at : size - 1] = '\0';
+	return at;
+}
+
+int sk_span_table_name(const struct sk_span_cfg *cfg, char *buf, size_t len)
+{
+	size_t n = sk_fmt_str(buf, 0, len, SK_SPAN_TABLE_PREFIX);
+	n = fmt_hex(buf, n, len, sk_ns_inode("ipc"));
+	n = sk_fmt_str(buf, n, len, ".");
+	n = fmt_hex(buf, n, len, cfg->addr);
+	n = sk_fmt_str(buf, n, len, ".");
+	n = fmt_hex(buf, n, len, cfg->size);
+	if (n + 1 >= len)
+		return -ENAMETOOLONG;
+	return (int)n;
+}
+
+static bool user_alive(const struct tab_user *u)
+{
+	if (u->pid == 0)
+		return false;
+	/* Another pid namespace, or no /proc: we cannot tell, so keep it. */
+	if (u->pidns != S.pidns || S.start == 0)
+		return true;
+	return sk_proc_start_ticks((pid_t)u->pid) == u->start;
+}
+
+static int collect_users(struct tab *t)
+{
+	int live = 0;
+	for (unsigned i = 0; i < SK_SPAN_USERS; i++) {
+		if (t->users[i].pid == 0)
+			continue;
+		if ((int)i != S.user && !user_alive(&t->users[i]))
+			user_clear(t, (int)i);
+		else
+			live++;
+	}
+	return live;
+}
+
+static bool posix_name_is(const struct tab_ent *e)
+{
+	struct stat st;
+	if (S.dirfd < 0)
+		return true;
+	const char *n = e->name[0] == '/' ? e->name + 1 : e->name;
+	if (syscall(SYS_newfstatat, S.dirfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0)
+		return errno != ENOENT;
+	return (uint64_t)st.st_dev == e->dev && (uint64_t)st.st_ino == e->ino;
+}
+
+/* Whether entry e may be freed: removed, and attached nowhere. The kernel
+ * knows it for SysV (a segment exists until removed and detached
+ * everywhere); POSIX has no such count, hence the per-user marks. */
+static bool ent_collectable(struct tab *t, struct tab_ent *e)
+{
+	if (e->kind == SK_SPAN_SYSV) {
+		struct shmid_ds ds;
+		if (raw_shmstat(e->shmid, &ds) != 0)
+			return errno == EINVAL || errno == EIDRM;
+		return (uint32_t)ds.shm_cpid != e->cpid || (uint64_t)ds.shm_segsz != e->segsz;
+	}
+	for (unsigned w = 0; w < SK_SPAN_USERS / 64; w++) {
+		/* acquire: pairs with the release in the detacher's clear. */
+		uint64_t bits = atomic_load_explicit(&e->attached[w], memory_order_acquire);
+		for (; bits; bits &= bits - 1) {
+			unsigned u = w * 64 + (unsigned)__builtin_ctzll(bits);
+			if (t->users[u].pid != 0 && ((int)u == S.user || user_alive(&t->users[u])))
+				return false;
+		}
+	}
+	if (atomic_load_explicit(&e->flags, memory_order_relaxed) & ENTF_REMOVED)
+		return true;
+	return !posix_name_is(e);
+}
+
+static int collect_ents(struct tab *t, bool only_removed)
+{
+	int freed = 0;
+	for (unsigned i = 0; i < SK_SPAN_ENTS; i++) {
+		struct tab_ent *e = &t->ents[i];
+		if (e->state == ENT_FREE)
+			continue;
+		if (!ent_valid(t, e)) {
+			ent_clear(e);
+			t->dropped++;
+			freed++;
+			continue;
+		}
+		if (only_removed && !(atomic_load_explicit(&e->flags, memory_order_relaxed) & ENTF_REMOVED))
+			continue;
+		if (ent_collectable(t, e)) {
+			ent_clear(e);
+			freed++;
+		}
+	}
+	return freed;
+}
+
+static int register_user(struct tab *t)
+{
+	int freeu = -1;
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < SK_SPAN_USERS; i++) {
+			struct tab_user *u = &t->users[i];
+			if (!user_valid(u)) {
+				user_clear(t, i);
+				t->dropped++;
+			}
+			if (u->pid == (uint32_t)S.pid && u->start == S.start && u->pidns == S.pidns) {
+				/* Same process after exec: its old mappings are gone. */
+				user_clear(t, i);
+				freeu = i;
+				break;
+			}
+			if (u->pid == 0 && freeu < 0)
+				freeu = i;
+		}
+		if (freeu >= 0)
+			break;
+		collect_users(t);
+	}
+	if (freeu < 0)
+		return -EUSERS;
+	struct tab_user *u = &t->users[freeu];
+	u->pid = (uint32_t)S.pid;
+	u->start = S.start;
+	u->pidns = S.pidns;
+	u->check = user_sum(u);
+	S.user = freeu;
+	return 0;
+}
+
+static int link_tmpfile(int fd, const char *name)
+{
+	char path[64];
+	size_t n = sk_fmt_str(path, 0, sizeof path, "/proc/self/fd/");
+	sk_fmt_u64(path, n, sizeof path, (uint64_t)fd);
+	if (syscall(SYS_linkat, AT_FDCWD, path, S.dirfd, name, AT_SYMLINK_FOLLOW) == 0)
+		return 0;
+	if (errno == EEXIST)
+		return -EEXIST;
+	/* No /proc: AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH, try anyway. */
+	if (syscall(SYS_linkat, fd, "", S.dirfd, name, AT_EMPTY_PATH) == 0)
+		return 0;
+	return -errno;
+}
+
+/* Creates the table under no name (O_TMPFILE), fills it, then links it in:
+ * nobody can see a half-initialised table, and a creator that dies leaves
+ * nothing behind. */
+static int create_table(const char *name)
+{
+	int fd = (int)syscall(SYS_openat, S.dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+	if (fd < 0)
+		return -errno;
+	int r;
+	/* Every user of the span shares it, other uids included (the umask
+	 * applies to O_TMPFILE too). */
+	if (syscall(SYS_fchmod, fd, 0666) != 0 || syscall(SYS_ftruncate, fd, (off_t)TAB_SIZE) != 0) {
+		r = -errno;
+		goto out;
+	}
+	struct tab *t = raw_mmap(NULL, TAB_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (t == MAP_FAILED) {
+		r = -errno;
+		goto out;
+	}
+	memcpy(t->magic, TAB_MAGIC, 8);
+	t->version = TAB_VERSION;
+	t->hdr_size = HDR_SIZE;
+	t->span_addr = S.cfg.addr;
+	t->span_size = S.cfg.size;
+	t->nents = SK_SPAN_ENTS;
+	t->nusers = SK_SPAN_USERS;
+	t->shmlba = (uint32_t)S.shmlba;
+	t->ent_size = sizeof(struct tab_ent);
+	t->total_size = TAB_SIZE;
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(&t->lock, &ma);
+	pthread_mutexattr_destroy(&ma);
+	atomic_store_explicit(&t->state, TAB_LIVE, memory_order_release);
+	raw_munmap(t, TAB_SIZE);
+	r = link_tmpfile(fd, name);
+out:
+	raw_close(fd);
+	return r;
+}
+
+/* Opens (creating if needed) and joins the table. Called with the local
+ * lock NOT held (it may take the table lock). */
+static int open_table(void)
+{
+	if (S.tab)
+		return 0;
+	if (S.broken)
+		return -EBADMSG;
+	char name[128];
+	int r = sk_span_table_name(&S.cfg, name, sizeof name);
+	if (r < 0)
+		return r;
+	if (S.dirfd < 0) {
+		S.dirfd = (int)syscall(SYS_openat, AT_FDCWD, "/dev/shm",
+				       O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (S.dirfd < 0)
+			return -errno;
+	}
+	if (!S.start) {
+		S.start = sk_proc_start_ticks(0);
+		S.pidns = sk_ns_inode("pid");
+	}
+	for (int tries = 0; tries < 16; tries++) {
+		int fd = (int)syscall(SYS_openat, S.dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT) {
+			r = create_table(name);
+			if (r < 0 && r != -EEXIST)
+				return r;
+			continue;
+		}
+		if (fd < 0)
+			return -errno;
+		struct stat st;
+		if (syscall(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+		    (uint64_t)st.st_size != TAB_SIZE) {
+			raw_close(fd);
+			S.broken = true;
+			return -EBADMSG;
+		}
+		struct tab *t = raw_mmap(NULL, TAB_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		raw_close(fd);
+		if (t == MAP_FAILED)
+			return -errno;
+		if (!hdr_valid(t)) {
+			raw_munmap(t, TAB_SIZE);
+			S.broken = true;
+			return -EBADMSG;
+		}
+		r = tab_lock(t);
+		if (r < 0) {
+			raw_munmap(t, TAB_SIZE);
+			return r;
+		}
+		/* acquire: pairs with the retiring user's release store. */
+		if (atomic_load_explicit(&t->state, memory_order_acquire) != TAB_LIVE) {
+			tab_unlock(t);
+			raw_munmap(t, TAB_SIZE);
+			sched_yield();
+			continue;
+		}
+		r = register_user(t);
+		tab_unlock(t);
+		if (r < 0) {
+			raw_munmap(t, TAB_SIZE);
+			return r;
+		}
+		S.tab = t;
+		return 0;
+	}
+	return -EAGAIN;
+}
+
+/* ---- local slots (local lock held) ------------------------------------------ */
+
+static bool local_overlaps(uintptr_t a, uintptr_t e, int except)
+{
+	for (int i = 0; i < S.hwm; i++) {
+		const struct lslot *s = &S.slots[i];
+		if (i != except && s->state != L_FREE && a < s->end && s->start < e)
+			return true;
+	}
+	return false;
+}
+
+static int slot_new(int state, int kind, uintptr_t a, uintptr_t e, int ent, int shmid)
+{
+	for (int i = 0; i < SK_SPAN_LOCAL; i++) {
+		struct lslot *s = &S.slots[i];
+		if (s->state != L_FREE)
+			continue;
+		*s = (struct lslot){ state, kind, a, e, ent, shmid, false };
+		if (i >= S.hwm)
+			S.hwm = i + 1;
+		return i;
+	}
+	return -ENOSPC;
+}
+
+static bool ent_still_local(int ent)
+{
+	for (int i = 0; i < S.hwm; i++)
+		if (S.slots[i].state != L_FREE && S.slots[i].ent == ent)
+			return true;
+	return false;
+}
+
+/* The last local mapping of a POSIX entry went: clear our mark. */
+static void ent_unmark(int ent)
+{
+	if (ent < 0 || !S.tab || S.user < 0 || ent_still_local(ent))
+		return;
+	/* release: the unmap is done before a collector can see the bit gone. */
+	atomic_fetch_and_explicit(&S.tab->ents[ent].attached[S.user / 64],
+				  ~(1ull << (S.user % 64)), memory_order_release);
+}
+
+/* The kernel no longer maps [a, e): trim the slots. */
+static void slots_cut(uintptr_t a, uintptr_t e, int except)
+{
+	for (int i = 0; i < S.hwm; i++) {
+		struct lslot *s = &S.slots[i];
+		if (i == except || s->state == L_FREE || !(a < s->end && s->start < e))
+			continue;
+		if (a > s->start && e < s->end) {
+			/* A hole in the middle: the tail becomes a slot. */
+			slot_new(s->state, s->kind, e, s->end, s->ent, s->shmid);
+			s->end = a;
+		} else if (a > s->start) {
+			s->end = a;
+		} else if (e < s->end) {
+			s->start = e;
+		} else {
+			int ent = s->ent;
+			s->state = L_FREE;
+			if (s->kind == SK_SPAN_POSIX)
+				ent_unmark(ent);
+		}
+	}
+}
+
+/* ---- placement ------------------------------------------------------------- */
+
+static uint64_t cache_key(const struct sk_span_key *k)
+{
+	if (k->kind == SK_SPAN_SYSV)
+		return (1ull << 63) | (uint32_t)k->shmid;
+	return mix(k->dev, k->ino) & ~(1ull << 63);
+}
+
+static bool ent_matches(const struct tab_ent *e, const struct sk_span_key *k)
+{
+	if (e->state != ENT_USED || e->kind != (uint32_t)k->kind)
+		return false;
+	if (k->kind == SK_SPAN_SYSV)
+		return e->shmid == k->shmid;
+	const char *n = k->name[0] == '/' ? k->name + 1 : k->name;
+	const char *m = e->name[0] == '/' ? e->name + 1 : e->name;
+	return e->dev == k->dev && e->ino == k->ino && strcmp(n, m) == 0;
+}
+
+/* Finds the entry of k; table locked. Checks the entry it returns. */
+static int find_ent(struct tab *t, const struct sk_span_key *k)
+{
+	struct cache_ent *c = &S.cache[cache_key(k) % SK_ARRAY_SIZE(S.cache)];
+	if (c->key == cache_key(k) && c->idx >= 0 && c->idx < SK_SPAN_ENTS) {
+		struct tab_ent *e = &t->ents[c->idx];
+		if (e->gen == c->gen && ent_matches(e, k)) {
+			if (ent_valid(t, e))
+				return c->idx;
+			ent_clear(e);
+			t->dropped++;
+		}
+	}
+	for (int i = 0; i < SK_SPAN_ENTS; i++) {
+		struct tab_ent *e = &t->ents[i];
+		if (!ent_matches(e, k))
+			continue;
+		if (!ent_valid(t, e)) {
+			ent_clear(e);
+			t->dropped++;
+			continue;
+		}
+		return i;
+	}
+	return -ENOENT;
+}
+
+struct range { uint64_t off, len; };
+
+/* First fit over the table's placements and what this process mapped in
+ * the span (both: the slot must be free here and everywhere). */
+static int first_fit(struct tab *t, uint64_t need, uint64_t *off)
+{
+	struct range r[SK_SPAN_ENTS + SK_SPAN_LOCAL];
+	int n = 0;
+	for (int i = 0; i < SK_SPAN_ENTS; i++) {
+		struct tab_ent *e = &t->ents[i];
+		if (e->state == ENT_FREE)
+			continue;
+		/* Bounds and checksum before off and len are trusted. */
+		if (!ent_valid(t, e)) {
+			ent_clear(e);
+			t->dropped++;
+			continue;
+		}
+		r[n++] = (struct range){ e->off, e->len };
+	}
+	llock();
+	for (int i = 0; i < S.hwm; i++)
+		if (S.slots[i].state != L_FREE)
+			r[n++] = (struct range){ S.slots[i].start - sk_span_g.base,
+						 S.slots[i].end - S.slots[i].start };
+	lunlock();
+	for (int i = 1; i < n; i++) {
+		struct range x = r[i];
+		int j = i;
+		for (; j > 0 && r[j - 1].off > x.off; j--)
+			r[j] = r[j - 1];
+		r[j] = x;
+	}
+	uint64_t cand = 0;
+	for (int i = 0; i < n; i++) {
+		if (r[i].off >= cand + need)
+			break;
+		uint64_t end = (r[i].off + r[i].len + S.shmlba - 1) & ~(S.shmlba - 1);
+		if (end > cand)
+			cand = end;
+	}
+	if (cand + need > t->span_size || cand + need < cand)
+		return -ENOSPC;
+	*off = cand;
+	return 0;
+}
+
+static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
+		     const struct shmid_ds *ds)
+{
+	uint64_t need = (len + S.shmlba - 1) & ~(S.shmlba - 1), off;
+	if (need == 0 || need > t->span_size)
+		return -ENOSPC;
+	int r = first_fit(t, need, &off);
+	if (r == -ENOSPC && collect_ents(t, false) > 0)
+		r = first_fit(t, need, &off);
+	if (r < 0)
+		return r;
+	int idx = -1;
+	for (int i = 0; i < SK_SPAN_ENTS && idx < 0; i++)
+		if (t->ents[i].state == ENT_FREE)
+			idx = i;
+	if (idx < 0 && collect_ents(t, false) > 0)
+		for (int i = 0; i < SK_SPAN_ENTS && idx < 0; i++)
+			if (t->ents[i].state == ENT_FREE)
+				idx = i;
+	if (idx < 0)
+		return -ENOSPC;
+	struct tab_ent *e = &t->ents[idx];
+	ent_clear(e);
+	e->kind = (uint32_t)k->kind;
+	e->off = off;
+	e->len = need;
+	e->gen = ++t->gen;
+	if (k->kind == SK_SPAN_SYSV) {
+		e->shmid = k->shmid;
+		e->cpid = (uint32_t)ds->shm_cpid;
+		e->segsz = (uint64_t)ds->shm_segsz;
+		e->dev = e->ino = 0;
+		e->name_len = 0;
+		memset(e->name, 0, sizeof e->name);
+	} else {
+		e->shmid = -1;
+		e->cpid = 0;
+		e->segsz = k->size;
+		e->dev = k->dev;
+		e->ino = k->ino;
+		memset(e->name, 0, sizeof e->name);
+		size_t nl = strlen(k->name);
+		memcpy(e->name, k->name, nl);
+		e->name_len = (uint32_t)nl;
+	}
+	e->state = ENT_USED;
+	/* A holder killed here leaves an entry whose checksum is wrong: the
+	 * next locker's repair drops it (tests/span_table.c). */
+	if (sk_unlikely(sk_span_test_midupdate != NULL))
+		sk_span_test_midupdate();
+	e->check = ent_sum(e);
+	return idx;
+}
+
+static int place_locked(struct tab *t, const struct sk_span_key *k, size_t len,
+			uint64_t off, uint64_t *slot_off, uint64_t *slot_len, int *idx_out)
+{
+	struct cache_ent *c = &S.cache[cache_key(k) % SK_ARRAY_SIZE(S.cache)];
+	struct shmid_ds ds;
+	int idx = find_ent(t, k);
+	bool verified = idx >= 0 && c->key == cache_key(k) && c->idx == idx &&
+			c->gen == t->ents[idx].gen;
+	if (k->kind == SK_SPAN_SYSV && !verified) {
+		/* The segment's true size, and its identity: a stale entry of a
+		 * removed segment whose shmid came round again must not lend its
+		 * (maybe smaller) slot. Once per process and placement. */
+		if (raw_shmstat(k->shmid, &ds) != 0)
+			return -errno;
+		if (idx >= 0 && ((uint32_t)ds.shm_cpid != t->ents[idx].cpid ||
+				 (uint64_t)ds.shm_segsz != t->ents[idx].segsz)) {
+			ent_clear(&t->ents[idx]);
+			idx = -1;
+		}
+	}
+	if (idx < 0) {
+		uint64_t need = k->kind == SK_SPAN_SYSV ? (uint64_t)ds.shm_segsz : k->size;
+		if (k->kind == SK_SPAN_POSIX && off + len > need)
+			need = off + len;
+		idx = alloc_ent(t, k, need, &ds);
+		if (idx < 0)
+			return idx;
+	}
+	struct tab_ent *e = &t->ents[idx];
+	if (k->kind == SK_SPAN_POSIX && (off > e->len || len > e->len - off))
+		return -E2BIG;
+	*c = (struct cache_ent){ cache_key(k), idx, e->gen };
+	if (k->kind == SK_SPAN_POSIX) {
+		*slot_off = e->off + off;
+		*slot_len = (len + S.shmlba - 1) & ~(S.shmlba - 1);
+		/* relaxed: the lock orders it against collectors. */
+		atomic_fetch_or_explicit(&e->attached[S.user / 64], 1ull << (S.user % 64),
+					 memory_order_relaxed);
+	} else {
+		*slot_off = e->off;
+		*slot_len = e->len;
+	}
+	*idx_out = idx;
+	return 0;
+}
+
+static int usable(void)
+{
+	if (S.cfg.off || !S.inited)
+		return -ENODEV;
+	if (sk_span_g.base == 0)
+		return -EADDRNOTAVAIL;
+	return 0;
+}
+
+int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t off,
+		  struct sk_span_ticket *tk, void **addr)
+{
+	tk->slot = -1;
+	int r = usable();
+	if (r < 0)
+		return r;
+	if ((r = enter()) < 0)
+		return r;
+	int saved = errno;
+	if (k->kind == SK_SPAN_POSIX && (!k->name || !k->name[0] || strlen(k->name) >= SK_NAME_MAX - 8 ||
+					 off % S.shmlba || len == 0)) {
+		r = -EINVAL;
+		goto out;
+	}
+	if ((r = open_table()) < 0)
+		goto out;
+	struct tab *t = S.tab;
+	uint64_t soff = 0, slen = 0;
+	int idx = -1;
+	if ((r = tab_lock(t)) < 0)
+		goto out;
+	r = place_locked(t, k, len, off, &soff, &slen, &idx);
+	tab_unlock(t);
+	if (r < 0)
+		goto out;
+	uintptr_t a = sk_span_g.base + soff;
+	llock();
+	if (local_overlaps(a, a + slen, -1)) {
+		r = -EEXIST;
+	} else {
+		r = slot_new(L_CLAIM, k->kind, a, a + slen, idx, k->kind == SK_SPAN_SYSV ? k->shmid : -1);
+		if (r >= 0) {
+			tk->slot = r;
+			*addr = (void *)a;
+			r = 0;
+		}
+	}
+	if (r < 0 && k->kind == SK_SPAN_POSIX)
+		ent_unmark(idx);
+	lunlock();
+out:
+	leave();
+	errno = saved;
+	return r;
+}
+
+void sk_span_commit(struct sk_span_ticket *tk, bool ok)
+{
+	if (tk->slot < 0)
+		return;
+	llock();
+	struct lslot *s = &S.slots[tk->slot];
+	if (ok) {
+		if (s->forced)
+			slots_cut(s->start, s->end, tk->slot);
+		s->state = L_MAPPED;
+	} else {
+		int ent = s->ent;
+		s->state = L_FREE;
+		if (s->kind == SK_SPAN_POSIX)
+			ent_unmark(ent);
+	}
+	lunlock();
+	tk->slot = -1;
+}
+
+int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_t len,
+		     bool forced, struct sk_span_ticket *tk, int *extra)
+{
+	tk->slot = -1;
+	*extra = 0;
+	int r = usable();
+	if (r < 0)
+		return r == -EADDRNOTAVAIL ? -ENODEV : r;
+	if ((r = enter()) < 0)
+		return r;
+	int saved = errno;
+	int kind = k ? k->kind : SK_SPAN_ANON;
+	uintptr_t a = (uintptr_t)addr;
+	struct shmid_ds ds;
+	if (kind == SK_SPAN_SYSV && raw_shmstat(k->shmid, &ds) == 0)
+		len = (ds.shm_segsz + S.shmlba - 1) & ~(S.shmlba - 1);
+	if (len == 0)
+		len = 1;
+	uintptr_t e = a + len;
+	int idx = -1, ret = SK_SPAN_FOREIGN;
+	if (kind != SK_SPAN_ANON && open_table() == 0 && tab_lock(S.tab) == 0) {
+		idx = find_ent(S.tab, k);
+		if (idx >= 0) {
+			struct tab_ent *en = &S.tab->ents[idx];
+			uintptr_t ps = sk_span_g.base + en->off;
+			if ((kind == SK_SPAN_SYSV && a == ps) ||
+			    (kind == SK_SPAN_POSIX && a >= ps && e <= ps + en->len)) {
+				ret = SK_SPAN_IS_PLACEMENT;
+				if (kind == SK_SPAN_POSIX)
+					atomic_fetch_or_explicit(&en->attached[S.user / 64],
+								 1ull << (S.user % 64),
+								 memory_order_relaxed);
+			} else {
+				idx = -1;
+			}
+		}
+		tab_unlock(S.tab);
+	}
+	if (ret == SK_SPAN_FOREIGN && S.cfg.policy == SK_SPAN_STRICT) {
+		r = -EPERM;
+		goto out;
+	}
+	llock();
+	bool inside = a >= sk_span_g.base && e <= sk_span_g.end;
+	bool busy = local_overlaps(a, e, -1);
+	if (!forced && busy) {
+		/* The kernel refuses it as it would have without the span. */
+		if (ret == SK_SPAN_IS_PLACEMENT && kind == SK_SPAN_POSIX)
+			ent_unmark(idx);
+		lunlock();
+		r = ret;
+		goto out;
+	}
+	if (!forced && inside)
+		*extra = kind == SK_SPAN_SYSV ? SHM_REMAP : SK_SPAN_TO_FIXED;
+	r = slot_new(L_CLAIM, kind, a & ~(uintptr_t)(S.shmlba - 1),
+		     (e + S.shmlba - 1) & ~(uintptr_t)(S.shmlba - 1), idx,
+		     kind == SK_SPAN_SYSV ? k->shmid : -1);
+	if (r >= 0) {
+		S.slots[r].forced = forced || *extra;
+		tk->slot = r;
+		r = ret;
+	} else {
+		*extra = 0;
+		r = ret;  /* no room to remember it: still let the call through */
+	}
+	lunlock();
+out:
+	leave();
+	errno = saved;
+	return r;
+}
+
+/* ---- detach ------------------------------------------------------------------ */
+
+int sk_span_unmap(const void *addr, size_t len, int how, int *shmid)
+{
+	uintptr_t a = (uintptr_t)addr;
+	if (sk_span_g.base == 0)
+		return 0;
+	if (a % (uintptr_t)S.shmlba && how != SK_SPAN_FORGET)
+		return 0;
+	int r = enter();
+	if (r < 0)
+		return r;
+	int saved = errno;
+	llock();
+	uintptr_t e;
+	int found = -1;
+	if (how == SK_SPAN_SHMDT) {
+		for (int i = 0; i < S.hwm && found < 0; i++)
+			if (S.slots[i].state == L_MAPPED && S.slots[i].kind == SK_SPAN_SYSV &&
+			    S.slots[i].start == a)
+				found = i;
+		if (found < 0) {
+			r = 0;
+			goto out;
+		}
+		e = S.slots[found].end;
+		if (shmid)
+			*shmid = S.slots[found].shmid;
+	} else {
+		if (len == 0 || a + len < a) {
+			r = 0;
+			goto out;
+		}
+		e = (a + len + S.shmlba - 1) & ~(uintptr_t)(S.shmlba - 1);
+		if (!(a < sk_span_g.end && e > sk_span_g.base)) {
+			r = 0;
+			goto out;
+		}
+	}
+	if (how != SK_SPAN_FORGET) {
+		uintptr_t ia = a > sk_span_g.base ? a : sk_span_g.base;
+		uintptr_t ie = e < sk_span_g.end ? e : sk_span_g.end;
+		/* One mmap replaces the mapping by the reservation: the kernel
+		 * detaches exactly as munmap/shmdt would (shm_close runs for the
+		 * replaced vma), and no other thread can map in between. */
+		if (reserve_at(ia, ie - ia, MAP_FIXED) == MAP_FAILED) {
+			r = -errno;
+			goto out;
+		}
+		if (a < ia)
+			raw_munmap((void *)a, ia - a);
+		if (e > ie)
+			raw_munmap((void *)ie, e - ie);
+		a = ia;
+		e = ie;
+	}
+	slots_cut(a, e, -1);
+	r = 1;
+out:
+	lunlock();
+	leave();
+	errno = saved;
+	return r;
+}
+
+int sk_span_rereserve(const void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr, e = a + len;
+	if (sk_span_g.base == 0 || len == 0 || e < a)
+		return -EINVAL;
+	if (a < sk_span_g.base)
+		a = sk_span_g.base;
+	if (e > sk_span_g.end)
+		e = sk_span_g.end;
+	a = (a + S.shmlba - 1) & ~(uintptr_t)(S.shmlba - 1);
+	e &= ~(uintptr_t)(S.shmlba - 1);
+	if (a >= e)
+		return -EINVAL;
+	int saved = errno, r = 0;
+	void *m = reserve_at(a, e - a, MAP_FIXED_NOREPLACE);
+	if (m == MAP_FAILED)
+		r = -errno;
+	else if ((uintptr_t)m != a) {
+		raw_munmap(m, e - a);
+		r = -EEXIST;
+	}
+	errno = saved;
+	return r;
+}
+
+void sk_span_removed(const struct sk_span_key *k)
+{
+	if (!S.tab || enter() < 0)
+		return;
+	int saved = errno;
+	if (tab_lock(S.tab) == 0) {
+		int idx = find_ent(S.tab, k);
+		if (idx >= 0) {
+			struct tab_ent *e = &S.tab->ents[idx];
+			atomic_fetch_or_explicit(&e->flags, ENTF_REMOVED, memory_order_relaxed);
+			if (ent_collectable(S.tab, e))
+				ent_clear(e);
+		}
+		tab_unlock(S.tab);
+	}
+	leave();
+	errno = saved;
+}
+
+int sk_span_gc(void)
+{
+	if (!S.tab)
+		return -ENOENT;
+	int r = enter();
+	if (r < 0)
+		return r;
+	int saved = errno;
+	if ((r = tab_lock(S.tab)) == 0) {
+		collect_users(S.tab);
+		r = collect_ents(S.tab, false);
+		tab_unlock(S.tab);
+	}
+	leave();
+	errno = saved;
+	return r;
+}
+
+/* Leaves the table; unlinks it when we were its last live user. Lock held. */
+static bool leave_table(struct tab *t, const char *name)
+{
+	if (S.user >= 0) {
+		user_clear(t, S.user);
+		S.user = -1;
+	}
+	if (collect_users(t) > 0)
+		return false;
+	/* Unlink while still holding the lock, then mark it retired: anyone
+	 * who opened the old inode sees TAB_DEAD under this lock and reopens
+	 * by name. If unlink fails (another uid's file in sticky /dev/shm)
+	 * the table stays live for the next user. */
+	if (syscall(SYS_unlinkat, S.dirfd, name, 0) != 0)
+		return false;
+	/* release: pairs with the acquire load in open_table. */
+	atomic_store_explicit(&t->state, TAB_DEAD, memory_order_release);
+	return true;
+}
+
+void sk_span_fini(void)
+{
+	if (!S.tab || enter() < 0)
+		return;
+	int saved = errno;
+	char name[128];
+	if (sk_span_table_name(&S.cfg, name, sizeof name) > 0 && tab_lock(S.tab) == 0) {
+		leave_table(S.tab, name);
+		tab_unlock(S.tab);
+	}
+	raw_munmap(S.tab, TAB_SIZE);
+	S.tab = NULL;
+	leave();
+	errno = saved;
+}
+
+int sk_span_table_collect(const char *name)
+{
+	int saved = errno, r;
+	int dfd = (int)syscall(SYS_openat, AT_FDCWD, "/dev/shm", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0)
+		return -errno;
+	int fd = (int)syscall(SYS_openat, dfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		raw_close(dfd);
+		errno = saved;
+		return r;
+	}
+	struct stat st;
+	struct tab *t = MAP_FAILED;
+	if (syscall(SYS_fstat, fd, &st) == 0 && (uint64_t)st.st_size == TAB_SIZE)
+		t = raw_mmap(NULL, TAB_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	raw_close(fd);
+	if (t == MAP_FAILED) {
+		raw_close(dfd);
+		errno = saved;
+		return -EBADMSG;
+	}
+	/* Borrow the process state for the checks (shmlba, span, our pid). */
+	struct sk_span_cfg keep = S.cfg;
+	int keep_dir = S.dirfd, keep_user = S.user;
+	S.cfg.addr = t->span_addr;
+	S.cfg.size = t->span_size;
+	if (!S.shmlba)
+		S.shmlba = shmlba();
+	if (!S.start) {
+		S.start = sk_proc_start_ticks(0);
+		S.pidns = sk_ns_inode("pid");
+	}
+	S.dirfd = dfd;
+	S.user = -1;
+	r = hdr_valid(t) ? tab_lock(t) : -EBADMSG;
+	if (r == 0) {
+		r = leave_table(t, name) ? 1 : 0;
+		tab_unlock(t);
+	}
+	S.cfg = keep;
+	S.dirfd = keep_dir;
+	S.user = keep_user;
+	raw_munmap(t, TAB_SIZE);
+	raw_close(dfd);
+	errno = saved;
+	return r;
+}
+
+int sk_span_stats(struct sk_span_stats *st)
+{
+	if (!S.tab)
+		return -ENOENT;
+	int r = enter();
+	if (r < 0)
+		return r;
+	if ((r = tab_lock(S.tab)) == 0) {
+		*st = (struct sk_span_stats){ 0 };
+		for (unsigned i = 0; i < SK_SPAN_ENTS; i++)
+			st->entries += S.tab->ents[i].state == ENT_USED;
+		for (unsigned i = 0; i < SK_SPAN_USERS; i++)
+			st->users += S.tab->users[i].pid != 0;
+		st->repairs = S.tab->repairs;
+		st->dropped = S.tab->dropped;
+		st->gen = S.tab->gen;
+		tab_unlock(S.tab);
+	}
+	leave();
+	return r;
+}
+
+/* ---- fork ------------------------------------------------------------------ */
+
+void sk_span_fork_prepare(void)
+{
+	llock();
+}
+
+void sk_span_fork_parent(void)
+{
+	lunlock();
+}
+
+void sk_span_fork_child(void)
+{
+	atomic_store_explicit(&local_lock, 0, memory_order_relaxed);
+	in_span = 0;
+	S.pid = getpid();
+	S.start = sk_proc_start_ticks(0);
+	S.user = -1;
+	/* A claim in flight in another parent thread may or may not have been
+	 * mapped before the fork: keep it as mapped, it only blocks placement. */
+	for (int i = 0; i < S.hwm; i++)
+		if (S.slots[i].state == L_CLAIM)
+			S.slots[i].state = L_MAPPED;
+	if (!S.tab)
+		return;
+	/* The table mapping is inherited; the child is a user of its own,
+	 * marked on every POSIX entry it inherited a mapping of. */
+	if (tab_lock(S.tab) != 0)
+		return;
+	if (register_user(S.tab) == 0)
+		for (int i = 0; i < S.hwm; i++)
+			if (S.slots[i].state != L_FREE && S.slots[i].kind == SK_SPAN_POSIX &&
+			    S.slots[i].ent >= 0)
+				atomic_fetch_or_explicit(&S.tab->ents[S.slots[i].ent].attached[S.user / 64],
+							 1ull << (S.user % 64), memory_order_relaxed);
+	tab_unlock(S.tab);
+}
+
+void sk_span_test_reset(void)
+{
+	if (S.tab)
+		raw_munmap(S.tab, TAB_SIZE);
+	if (S.dirfd >= 0)
+		raw_close(S.dirfd);
+	memset(&S, 0, sizeof S);
+	S.dirfd = -1;
+	S.user = -1;
+	memset(&sk_span_g, 0, sizeof sk_span_g);
+	atomic_store_explicit(&local_lock, 0, memory_order_relaxed);
+	in_span = 0;
+}

@@ -1,0 +1,559 @@
+/* Unit tests of the span: reservation, placement table, local slots.
+ * core/ is called directly, the way the preload wrappers will call it
+ * (core/span.h, integration note). Each test uses a span of its own, so that
+ * Criterion's parallel workers never share a table. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/span.h"
+
+#define SPAN_SIZE (1ull << 30)
+
+static struct sk_span_cfg cfg_for(unsigned n, enum sk_span_policy pol)
+{
+	/* 32 TiB + 2n GiB (clear of PIE text at 0x55.., libraries at 0x7f..,
+	 * the default span at 64 TiB and rsz searches at 48 TiB), shifted by the runner's pid (Criterion forks a
+	 * worker per test) so that two runs of the suite at once do not meet. */
+	uint64_t a = 0x200000000000ull + ((uint64_t)n * 2 + (uint64_t)(getppid() % 256) * 32) * SPAN_SIZE;
+	return (struct sk_span_cfg){ .addr = a, .size = SPAN_SIZE, .policy = pol };
+}
+
+static struct sk_span_cfg start(unsigned n, enum sk_span_policy pol)
+{
+	struct sk_span_cfg c = cfg_for(n, pol);
+	sk_span_test_reset();
+	cr_assert_eq(sk_span_init(&c), 0, "reserve %#lx", (unsigned long)c.addr);
+	return c;
+}
+
+static int mkseg(size_t size)
+{
+	int id = shmget(IPC_PRIVATE, size, IPC_CREAT | 0600);
+	cr_assert_geq(id, 0, "shmget: %s", strerror(errno));
+	return id;
+}
+
+/* What a wrapper does for shmat(id, NULL, 0). */
+static void *attach(int id, int *err)
+{
+	struct sk_span_key k = { .kind = SK_SPAN_SYSV, .shmid = id };
+	struct sk_span_ticket t;
+	void *a;
+	int r = sk_span_place(&k, 0, 0, &t, &a);
+	if (err)
+		*err = r;
+	if (r < 0)
+		return NULL;
+	void *p = shmat(id, a, SHM_REMAP);
+	sk_span_commit(&t, p != (void *)-1);
+	cr_assert_neq(p, (void *)-1, "shmat SHM_REMAP: %s", strerror(errno));
+	cr_assert_eq(p, a);
+	return p;
+}
+
+static void detach(void *p)
+{
+	int shmid = -2;
+	cr_assert_eq(sk_span_unmap(p, 0, SK_SPAN_SHMDT, &shmid), 1);
+	cr_assert_geq(shmid, 0);
+}
+
+static void rmseg(int id)
+{
+	struct sk_span_key k = { .kind = SK_SPAN_SYSV, .shmid = id };
+	shmctl(id, IPC_RMID, NULL);
+	sk_span_removed(&k);
+}
+
+static int nattch(int id)
+{
+	struct shmid_ds ds;
+	cr_assert_eq(shmctl(id, IPC_STAT, &ds), 0);
+	return (int)ds.shm_nattch;
+}
+
+/* The protection /proc/self/maps shows at a, or "" if unmapped. */
+static const char *prot_at(void *a, char out[8])
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	out[0] = '\0';
+	while (f && fgets(line, sizeof line, f)) {
+		unsigned long s, e;
+		char p[8];
+		if (sscanf(line, "%lx-%lx %7s", &s, &e, p) == 3 && (uintptr_t)a >= s && (uintptr_t)a < e) {
+			strcpy(out, p);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	return out;
+}
+
+static bool table_exists(const struct sk_span_cfg *c)
+{
+	char name[128], path[160];
+	sk_span_table_name(c, name, sizeof name);
+	snprintf(path, sizeof path, "/dev/shm/%s", name);
+	return access(path, F_OK) == 0;
+}
+
+/* A forked child that acts as an unrelated process: it drops the inherited
+ * reservation and table and joins afresh. */
+static void become_stranger(const struct sk_span_cfg *c)
+{
+	munmap((void *)(uintptr_t)c->addr, c->size);
+	sk_span_test_reset();
+	if (sk_span_init(c) != 0)
+		_exit(90);
+}
+
+Test(span_table, reserve_and_taken)
+{
+	struct sk_span_cfg c = start(0, SK_SPAN_WARN);
+	char p[8];
+	cr_expect_str_eq(prot_at((void *)(uintptr_t)c.addr, p), "---p");
+	cr_expect(sk_span_overlaps((void *)(uintptr_t)c.addr, 1));
+	cr_expect(!sk_span_overlaps((void *)(uintptr_t)(c.addr - 4096), 4096));
+	cr_expect(sk_span_overlaps((void *)(uintptr_t)(c.addr - 4096), 4097));
+	cr_expect(!sk_span_overlaps((void *)(uintptr_t)(c.addr + c.size), 100));
+	/* Taken: the same range again (our own reservation is in the way). */
+	sk_span_test_reset();
+	cr_expect_eq(sk_span_init(&c), -EEXIST);
+	int id = mkseg(4096), err;
+	cr_expect_eq(attach(id, &err), NULL);
+	cr_expect_eq(err, -EADDRNOTAVAIL, "placement impossible: %d", err);
+	rmseg(id);
+	/* off: nothing reserved, nothing placed. */
+	sk_span_test_reset();
+	struct sk_span_cfg off = { .off = true };
+	cr_expect_eq(sk_span_init(&off), 0);
+	cr_expect(!sk_span_overlaps((void *)(uintptr_t)c.addr, 1));
+	id = mkseg(4096);
+	cr_expect_eq(attach(id, &err), NULL);
+	cr_expect_eq(err, -ENODEV);
+	rmseg(id);
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+Test(span_table, sysv_same_address_in_a_stranger)
+{
+	struct sk_span_cfg c = start(1, SK_SPAN_WARN);
+	int id = mkseg(3 * 4096 + 1);
+	char *p = attach(id, NULL);
+	cr_assert_geq((uintptr_t)p, c.addr);
+	cr_assert_lt((uintptr_t)p, c.addr + c.size);
+	strcpy(p, "hello");
+	*(char **)(p + 64) = p + 128;       /* a raw pointer into the segment */
+	strcpy(p + 128, "pointee");
+	pid_t pid = fork();
+	if (pid == 0) {
+		become_stranger(&c);
+		char *q = attach(id, NULL);
+		if (q != p)
+			_exit(1);
+		if (strcmp(*(char **)(q + 64), "pointee") != 0)
+			_exit(2);
+		detach(q);
+		sk_span_fini();
+		_exit(0);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	cr_expect_eq(nattch(id), 1);
+	/* A second attach in the same process: the placement is occupied. */
+	int err;
+	cr_expect_eq(attach(id, &err), NULL);
+	cr_expect_eq(err, -EEXIST);
+	detach(p);
+	char pr[8];
+	cr_expect_str_eq(prot_at(p, pr), "---p", "reserved again after shmdt");
+	cr_expect_eq(nattch(id), 0, "the kernel detached it");
+	rmseg(id);
+	struct sk_span_stats s;
+	cr_assert_eq(sk_span_stats(&s), 0);
+	cr_expect_eq(s.entries, 0, "freed when removed and detached");
+	sk_span_fini();
+	cr_expect(!table_exists(&c), "table unlinked by its last user");
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+Test(span_table, first_fit_and_reuse)
+{
+	struct sk_span_cfg c = start(2, SK_SPAN_WARN);
+	int a = mkseg(8192), b = mkseg(4096), d = mkseg(4096);
+	char *pa = attach(a, NULL), *pb = attach(b, NULL);
+	cr_expect_eq((uintptr_t)pa, c.addr, "first fit starts at the span");
+	cr_expect_eq(pb, pa + 8192, "next one right after");
+	/* Removed while attached: the entry stays until the last detach. */
+	rmseg(a);
+	struct sk_span_stats s;
+	sk_span_stats(&s);
+	cr_expect_eq(s.entries, 2);
+	detach(pa);
+	cr_expect_geq(sk_span_gc(), 1);
+	sk_span_stats(&s);
+	cr_expect_eq(s.entries, 1);
+	char *pd = attach(d, NULL);
+	cr_expect_eq(pd, pa, "the hole is reused first");
+	detach(pb);
+	detach(pd);
+	rmseg(b);
+	rmseg(d);
+	sk_span_fini();
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+Test(span_table, full_span)
+{
+	sk_span_test_reset();
+	struct sk_span_cfg c = cfg_for(3, SK_SPAN_WARN);
+	c.size = 1 << 20;
+	cr_assert_eq(sk_span_init(&c), 0);
+	int big = mkseg(2 << 20), small = mkseg(4096), err;
+	cr_expect_eq(attach(big, &err), NULL);
+	cr_expect_eq(err, -ENOSPC);
+	cr_expect_neq(attach(small, NULL), NULL);
+	rmseg(big);
+	rmseg(small);
+	sk_span_fini();
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+Test(span_table, posix_placement)
+{
+	struct sk_span_cfg c = start(4, SK_SPAN_WARN);
+	char name[64];
+	snprintf(name, sizeof name, "/span_test_%d", getpid());
+	int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(ftruncate(fd, 3 * 4096), 0);
+	struct stat st;
+	fstat(fd, &st);
+	struct sk_span_key k = { .kind = SK_SPAN_POSIX, .name = name, .dev = st.st_dev,
+				 .ino = st.st_ino, .size = (uint64_t)st.st_size };
+	struct sk_span_ticket t;
+	void *a;
+	cr_assert_eq(sk_span_place(&k, 4096, 4096, &t, &a), 0);
+	char *p = mmap(a, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 4096);
+	sk_span_commit(&t, p != MAP_FAILED);
+	cr_assert_eq(p, a);
+	cr_expect_eq((uintptr_t)p, c.addr + 4096, "offset 4096 of a slot at the span start");
+	/* Beyond the object's slot: refused, the wrapper falls back. */
+	cr_expect_eq(sk_span_place(&k, 4 * 4096, 0, &t, &a), -E2BIG);
+	/* Same name, other object: a placement of its own. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		become_stranger(&c);
+		void *b;
+		if (sk_span_place(&k, 4096, 4096, &t, &b) != 0 || b != a)
+			_exit(1);
+		char *q = mmap(b, 4096, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 4096);
+		sk_span_commit(&t, q != MAP_FAILED);
+		if (q != p)
+			_exit(2);
+		struct sk_span_stats s;
+		sk_span_stats(&s);
+		_exit(s.users == 2 ? 0 : 3);
+	}
+	int stt;
+	waitpid(pid, &stt, 0);
+	cr_expect(WIFEXITED(stt) && WEXITSTATUS(stt) == 0, "child status %#x", stt);
+	/* munmap inside the span: reserved again in one step. */
+	cr_assert_eq(sk_span_unmap(p, 4096, SK_SPAN_MUNMAP, NULL), 1);
+	char pr[8];
+	cr_expect_str_eq(prot_at(p, pr), "---p");
+	shm_unlink(name);
+	sk_span_removed(&k);
+	struct sk_span_stats s;
+	sk_span_stats(&s);
+	cr_expect_eq(s.entries, 0, "unlinked and mapped nowhere (the child died)");
+	close(fd);
+	sk_span_fini();
+	cr_expect(!table_exists(&c));
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+Test(span_table, explicit_addresses)
+{
+	struct sk_span_cfg c = start(5, SK_SPAN_WARN);
+	int id = mkseg(4096), id2 = mkseg(4096);
+	char *p = attach(id, NULL);
+	detach(p);
+	struct sk_span_key k = { .kind = SK_SPAN_SYSV, .shmid = id };
+	struct sk_span_ticket t;
+	int extra;
+	/* The placement itself, asked for by address: allowed, with SHM_REMAP
+	 * since only our reservation is there. */
+	cr_expect_eq(sk_span_explicit(&k, p, 4096, false, &t, &extra), SK_SPAN_IS_PLACEMENT);
+	cr_expect_eq(extra, SHM_REMAP);
+	void *q = shmat(id, p, extra);
+	sk_span_commit(&t, q != (void *)-1);
+	cr_expect_eq(q, p);
+	/* Another segment at an address in the span: foreign, allowed (warn). */
+	struct sk_span_key k2 = { .kind = SK_SPAN_SYSV, .shmid = id2 };
+	char *x = (char *)(uintptr_t)(c.addr + c.size / 2);
+	cr_expect_eq(sk_span_explicit(&k2, x, 4096, false, &t, &extra), SK_SPAN_FOREIGN);
+	q = shmat(id2, x, extra);
+	sk_span_commit(&t, q != (void *)-1);
+	cr_expect_eq(q, x);
+	/* Where something is mapped already, the kernel decides (EINVAL). */
+	cr_expect_eq(sk_span_explicit(&k2, x, 4096, false, &t, &extra), SK_SPAN_FOREIGN);
+	cr_expect_eq(extra, 0);
+	cr_expect_eq(shmat(id2, x, extra), (void *)-1);
+	sk_span_commit(&t, false);
+	/* Placement never lands on the foreign attachment. */
+	int id3 = mkseg(c.size / 2 + 4096), err;
+	cr_expect_eq(attach(id3, &err), NULL);
+	cr_expect_eq(err, -ENOSPC);
+	int shmid;
+	cr_expect_eq(sk_span_unmap(x, 0, SK_SPAN_SHMDT, &shmid), 1);
+	cr_expect_eq(shmid, id2);
+	detach(p);
+	/* Strict refuses an address in the span that is not the placement. */
+	sk_span_g.policy = SK_SPAN_STRICT;
+	sk_span_test_reset();
+	munmap((void *)(uintptr_t)c.addr, c.size);
+	c.policy = SK_SPAN_STRICT;
+	cr_assert_eq(sk_span_init(&c), 0);
+	cr_expect_eq(sk_span_explicit(&k2, x, 4096, false, &t, &extra), -EPERM);
+	cr_expect_eq(sk_span_explicit(NULL, x, 4096, true, &t, &extra), -EPERM);
+	cr_expect_eq(sk_span_explicit(&k, p, 4096, false, &t, &extra), SK_SPAN_IS_PLACEMENT);
+	sk_span_commit(&t, false);
+	rmseg(id);
+	rmseg(id2);
+	rmseg(id3);
+	sk_span_fini();
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+Test(span_table, rereserve)
+{
+	struct sk_span_cfg c = start(6, SK_SPAN_WARN);
+	char *a = (char *)(uintptr_t)(c.addr + 8192);
+	cr_assert_eq(munmap(a, 4096), 0);
+	cr_expect_eq(sk_span_rereserve(a, 4096), 0);
+	char pr[8];
+	cr_expect_str_eq(prot_at(a, pr), "---p");
+	cr_expect_eq(sk_span_rereserve(a, 4096), -EEXIST, "never clobbers");
+	cr_expect_eq(sk_span_rereserve((void *)(uintptr_t)(c.addr - 8192), 4096), -EINVAL);
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+/* Eight processes place one shared segment and one each of their own,
+ * at the same time: one address for the shared one, no overlaps. */
+Test(span_table, concurrent_forks, .timeout = 30)
+{
+	struct sk_span_cfg c = start(7, SK_SPAN_WARN);
+	enum { N = 8, ROUNDS = 20 };
+	int shared = mkseg(5 * 4096);
+	uintptr_t *res = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	int ids[N];
+	for (int i = 0; i < N; i++)
+		ids[i] = mkseg((size_t)(i + 1) * 4096);
+	/* The parent stays a user: a table nobody uses is retired, and the
+	 * next user starts a fresh one (placements are only promised among
+	 * processes that overlap in time). */
+	char *mine = attach(shared, NULL);
+	for (int i = 0; i < N; i++) {
+		if (fork() == 0) {
+			become_stranger(&c);
+			for (int r = 0; r < ROUNDS; r++) {
+				char *s = attach(shared, NULL), *o = attach(ids[i], NULL);
+				if (!s || !o)
+					_exit(1);
+				res[2 * i] = (uintptr_t)s;
+				res[2 * i + 1] = (uintptr_t)o;
+				memset(o, 'a' + i, (size_t)(i + 1) * 4096);
+				detach(o);
+				detach(s);
+			}
+			sk_span_fini();
+			_exit(0);
+		}
+	}
+	for (int i = 0; i < N; i++) {
+		int st;
+		wait(&st);
+		cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	}
+	for (int i = 0; i < N; i++) {
+		cr_expect_eq(res[2 * i], (uintptr_t)mine, "shared segment at one address");
+		for (int j = 0; j < i; j++) {
+			uintptr_t a = res[2 * i + 1], b = res[2 * j + 1];
+			cr_expect(a + (size_t)(i + 1) * 4096 <= b || b + (size_t)(j + 1) * 4096 <= a,
+				  "segments %d and %d overlap", i, j);
+		}
+	}
+	detach(mine);
+	for (int i = 0; i < N; i++)
+		rmseg(ids[i]);
+	rmseg(shared);
+	sk_span_fini();
+	cr_expect(!table_exists(&c));
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+static void die_now(void)
+{
+	raise(SIGKILL);
+}
+
+/* The lock holder dies halfway through writing an entry: the next locker
+ * gets EOWNERDEAD, repairs the table, and placement goes on. */
+Test(span_table, holder_killed_mid_update, .timeout = 20)
+{
+	struct sk_span_cfg c = start(8, SK_SPAN_WARN);
+	int a = mkseg(4096), b = mkseg(4096);
+	char *pa = attach(a, NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		become_stranger(&c);
+		sk_span_test_midupdate = die_now;
+		attach(b, NULL);
+		_exit(1);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child status %#x", st);
+	char *pb = attach(b, NULL);
+	cr_expect_neq(pb, NULL);
+	cr_expect_neq(pb, pa);
+	struct sk_span_stats s;
+	cr_assert_eq(sk_span_stats(&s), 0);
+	cr_expect_geq(s.repairs, 1, "repaired");
+	cr_expect_geq(s.dropped, 1, "the half-written entry was dropped");
+	cr_expect_eq(s.entries, 2);
+	/* The dead child's user slot is collected: our leaving unlinks. */
+	detach(pa);
+	detach(pb);
+	rmseg(a);
+	rmseg(b);
+	sk_span_fini();
+	cr_expect(!table_exists(&c), "dead user collected, table unlinked");
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+static void *map_table(const struct sk_span_cfg *c, size_t *len)
+{
+	char name[128], path[160];
+	sk_span_table_name(c, name, sizeof name);
+	snprintf(path, sizeof path, "/dev/shm/%s", name);
+	int fd = open(path, O_RDWR);
+	cr_assert_geq(fd, 0, "%s: %s", path, strerror(errno));
+	struct stat st;
+	fstat(fd, &st);
+	*len = (size_t)st.st_size;
+	void *m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	cr_assert_neq(m, MAP_FAILED);
+	return m;
+}
+
+Test(span_table, garbage_in_entries)
+{
+	struct sk_span_cfg c = start(9, SK_SPAN_WARN);
+	int a = mkseg(4096), b = mkseg(4096);
+	char *pa = attach(a, NULL);
+	detach(pa);
+	size_t len;
+	unsigned char *m = map_table(&c, &len);
+	/* Scribble over every entry (the header and users stay). */
+	srand(42);
+	for (size_t i = 8192; i < len; i++)
+		m[i] = (unsigned char)rand();
+	/* The scribbled entries are dropped as they are read; the segment is
+	 * placed again at a valid address. */
+	char *pb = attach(b, NULL);
+	cr_expect_neq(pb, NULL);
+	cr_expect_geq((uintptr_t)pb, c.addr);
+	cr_expect_lt((uintptr_t)pb, c.addr + c.size);
+	cr_expect_geq(sk_span_gc(), 0);
+	struct sk_span_stats s;
+	sk_span_stats(&s);
+	cr_expect_geq(s.dropped, 1);
+	cr_expect_leq(s.entries, 2);
+	detach(pb);
+	/* A scribbled header: the table is refused, placement stops. */
+	memset(m, 0x5a, 64);
+	int d = mkseg(4096), err;
+	cr_expect_eq(attach(d, &err), NULL);
+	cr_expect_eq(err, -EBADMSG);
+	munmap(m, len);
+	rmseg(a);
+	rmseg(b);
+	rmseg(d);
+	char name[128], path[160];
+	sk_span_table_name(&c, name, sizeof name);
+	snprintf(path, sizeof path, "/dev/shm/%s", name);
+	unlink(path);
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+Test(span_table, fork_child_inherits)
+{
+	struct sk_span_cfg c = start(10, SK_SPAN_WARN);
+	int id = mkseg(4096);
+	char *p = attach(id, NULL);
+	sk_span_fork_prepare();
+	pid_t pid = fork();
+	if (pid == 0) {
+		sk_span_fork_child();
+		struct sk_span_stats s;
+		if (sk_span_stats(&s) != 0 || s.users != 2)
+			_exit(1);
+		/* The inherited attachment is known: no second placement on it. */
+		int err;
+		if (attach(id, &err) != NULL || err != -EEXIST)
+			_exit(2);
+		detach(p);
+		sk_span_fini();
+		_exit(0);
+	}
+	sk_span_fork_parent();
+	int st;
+	waitpid(pid, &st, 0);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	struct sk_span_stats s;
+	sk_span_stats(&s);
+	cr_expect_eq(s.users, 1, "the child left");
+	detach(p);
+	rmseg(id);
+	sk_span_fini();
+	cr_expect(!table_exists(&c));
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+Test(span_table, collect_after_sigkill)
+{
+	struct sk_span_cfg c = start(11, SK_SPAN_WARN);
+	int id = mkseg(4096);
+	pid_t pid = fork();
+	if (pid == 0) {
+		become_stranger(&c);
+		attach(id, NULL);
+		raise(SIGKILL);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	cr_assert(table_exists(&c), "left behind by the killed process");
+	char name[128];
+	sk_span_table_name(&c, name, sizeof name);
+	cr_expect_eq(sk_span_table_collect(name), 1);
+	cr_expect(!table_exists(&c));
+	cr_expect_eq(sk_span_table_collect(name), -ENOENT);
+	rmseg(id);
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
