@@ -12,12 +12,12 @@ uint64_t sk_att_lo = UINT64_MAX, sk_att_hi = 0;
 
 /* Fixed arrays: the table is used from signal handlers (no malloc) and shm
  * programs hold few segments; bss pages cost nothing until touched. */
-#define MAX_FDS    4096
+#define MAX_FDS    1024
 #define MAX_ATT    8192
 #define MAX_SYSV   4096
 #define MAX_POSIX  1024
 
-static struct { int fd; uint64_t dev, ino; } fds[MAX_FDS];
+static struct { int fd; uint64_t dev, ino; char name[256]; } fds[MAX_FDS];
 static unsigned nfds;
 static struct sk_attach att[MAX_ATT];
 static unsigned natt;
@@ -67,22 +67,22 @@ static void bit_set(int fd, int on)
 		__atomic_fetch_and(&sk_fd_bitmap[(unsigned)fd / 64], ~m, __ATOMIC_RELAXED);
 }
 
-void sk_fd_mark(int fd, uint64_t dev, uint64_t ino)
+void sk_fd_mark(int fd, uint64_t dev, uint64_t ino, const char *name)
 {
 	if (fd < 0)
 		return;
-	for (unsigned i = 0; i < nfds; i++)
-		if (fds[i].fd == fd) {
-			fds[i].dev = dev;
-			fds[i].ino = ino;
+	unsigned i;
+	for (i = 0; i < nfds && fds[i].fd != fd; i++)
+		;
+	if (i == nfds) {
+		if (nfds == MAX_FDS)
 			return;
-		}
-	if (nfds == MAX_FDS)
-		return;
-	fds[nfds].fd = fd;
-	fds[nfds].dev = dev;
-	fds[nfds].ino = ino;
-	nfds++;
+		nfds++;
+	}
+	fds[i].fd = fd;
+	fds[i].dev = dev;
+	fds[i].ino = ino;
+	sk_strlcpy(fds[i].name, name, sizeof fds[i].name);
 	bit_set(fd, 1);
 }
 
@@ -108,12 +108,14 @@ void sk_fd_unmark_range(unsigned lo, unsigned hi)
 	}
 }
 
-int sk_fd_lookup(int fd, uint64_t *dev, uint64_t *ino)
+int sk_fd_lookup(int fd, uint64_t *dev, uint64_t *ino, char *name)
 {
 	for (unsigned i = 0; i < nfds; i++)
 		if (fds[i].fd == fd) {
 			*dev = fds[i].dev;
 			*ino = fds[i].ino;
+			if (name)
+				memcpy(name, fds[i].name, sizeof fds[i].name);
 			return 1;
 		}
 	return 0;
@@ -122,8 +124,9 @@ int sk_fd_lookup(int fd, uint64_t *dev, uint64_t *ino)
 void sk_fd_dup(int oldfd, int newfd)
 {
 	uint64_t dev, ino;
-	if (sk_fd_lookup(oldfd, &dev, &ino))
-		sk_fd_mark(newfd, dev, ino);
+	char name[256];
+	if (sk_fd_lookup(oldfd, &dev, &ino, name))
+		sk_fd_mark(newfd, dev, ino, name);
 	else
 		sk_fd_unmark(newfd);
 }

@@ -46,10 +46,11 @@ void sk_tab_atfork_parent(void);
 void sk_tab_atfork_child(void);
 
 /* ---- fds of POSIX objects (lock held) ---- */
-void sk_fd_mark(int fd, uint64_t dev, uint64_t ino);
+void sk_fd_mark(int fd, uint64_t dev, uint64_t ino, const char *name);
 void sk_fd_unmark(int fd);
 void sk_fd_unmark_range(unsigned lo, unsigned hi);
-int sk_fd_lookup(int fd, uint64_t *dev, uint64_t *ino);   /* 1 if marked */
+/* 1 if marked; name (256 bytes, may be NULL) gets the object's name. */
+int sk_fd_lookup(int fd, uint64_t *dev, uint64_t *ino, char *name);
 void sk_fd_dup(int oldfd, int newfd);                      /* newfd replaced */
 
 /* ---- attachments (lock held) ---- */

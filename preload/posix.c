@@ -20,6 +20,7 @@
 
 #include "core/record.h"
 #include "core/segtab.h"
+#include "core/span.h"
 #include "core/util.h"
 #include "preload/real.h"
 #include "preload/state.h"
@@ -83,7 +84,7 @@ SK_EXPORT int shm_open(const char *name, int oflag, mode_t mode)
 			 * O_TRUNC emptied an existing one. */
 			flags |= (oflag & O_TRUNC) ? SK_F_CREATED | SK_F_CREATE_UNSURE : SK_F_CREATED;
 		if (sk_tab_lock()) {
-			sk_fd_mark(fd, st.st_dev, st.st_ino);
+			sk_fd_mark(fd, st.st_dev, st.st_ino, cn);
 			if (flags & SK_F_CREATED)
 				sk_posix_created(cn, st.st_dev, st.st_ino);
 			sk_tab_unlock();
@@ -125,20 +126,104 @@ SK_EXPORT int shm_unlink(const char *name)
 		}
 		sk_ev_posix_unlink(cn, have ? st.st_dev : 0, have ? st.st_ino : 0);
 	}
+	if (ret == 0 && name && strlen(name) < SK_NAME_MAX) {
+		struct sk_span_key k = { .kind = SK_SPAN_POSIX, .name = cn,
+					 .dev = have ? st.st_dev : 0, .ino = have ? st.st_ino : 0 };
+		sk_span_removed(&k);
+	}
 	SK_LEAVE();
+	return ret;
+}
+
+/* mmap through the span (core/span.h): a shared mapping of a POSIX object
+ * made without an address is placed at the object's address in the span;
+ * a fixed one inside the span is checked against the policy. */
+static void *mmap_span(void *addr, size_t len, int prot, int flags, int fd, off_t off,
+		       int shm_fd, unsigned *aflags, unsigned *why, int *r)
+{
+	struct sk_span_key k = { .kind = SK_SPAN_POSIX };
+	struct sk_span_ticket t;
+	char name[256];
+	int saved = errno, have = 0, type = flags & MAP_TYPE;
+	int fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE);
+	void *ret;
+	*why = 0;
+	*r = 0;
+	if (shm_fd && sk_tab_lock()) {
+		have = sk_fd_lookup(fd, &k.dev, &k.ino, name);
+		sk_tab_unlock();
+	}
+	if (have && !addr && !fixed && (type == MAP_SHARED || type == MAP_SHARED_VALIDATE)) {
+		struct stat st;
+		k.name = name;
+		k.size = fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+		void *a;
+		*r = sk_span_place(&k, len, (uint64_t)off, &t, &a);
+		if (*r == 0) {
+			errno = saved;
+			ret = REAL(mmap)(a, len, prot, flags | MAP_FIXED, fd, off);
+			sk_span_commit(&t, ret != MAP_FAILED);
+			if (ret != MAP_FAILED)
+				*aflags |= SK_F_PLACED;
+			return ret;
+		}
+		if (*r == -ENODEV || *r == -EDEADLK || *r == -EINVAL) {
+			errno = saved;
+			return REAL(mmap)(addr, len, prot, flags, fd, off);
+		}
+		if (sk_span_policy() == SK_SPAN_STRICT) {
+			*why = SK_W_PLACE_REFUSED;
+			errno = sk_span_strict_errno(SK_SPAN_POSIX, flags);
+			return MAP_FAILED;
+		}
+		*why = SK_W_SPAN_FULL;
+		errno = saved;
+		return REAL(mmap)(addr, len, prot, flags, fd, off);
+	}
+	if (!fixed || !sk_span_overlaps(addr, len)) {
+		errno = saved;
+		return REAL(mmap)(addr, len, prot, flags, fd, off);
+	}
+	int extra = 0;
+	if (have) {
+		k.name = name;
+	}
+	*r = sk_span_explicit(have ? &k : NULL, addr, len,
+			      (flags & MAP_FIXED) && !(flags & MAP_FIXED_NOREPLACE), &t, &extra);
+	if (*r == -EPERM) {
+		*why = SK_W_PLACE_REFUSED;
+		errno = sk_span_strict_errno(SK_SPAN_POSIX, flags);
+		return MAP_FAILED;
+	}
+	errno = saved;
+	if (*r < 0)
+		return REAL(mmap)(addr, len, prot, flags, fd, off);
+	int fl = flags;
+	if (extra == SK_SPAN_TO_FIXED)
+		fl = (fl & ~MAP_FIXED_NOREPLACE) | MAP_FIXED;
+	ret = REAL(mmap)(addr, len, prot, fl, fd, off);
+	sk_span_commit(&t, ret != MAP_FAILED);
+	if (*r == SK_SPAN_FOREIGN && have)
+		*why = SK_W_ADDR_IN_SPAN;
+	else if (*r == SK_SPAN_IS_PLACEMENT && ret != MAP_FAILED)
+		*aflags |= SK_F_PLACED;
 	return ret;
 }
 
 SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	int shm_fd = !(flags & MAP_ANONYMOUS) && sk_fd_maybe_shm(fd);
-	int over = (flags & MAP_FIXED) && sk_att_maybe((uint64_t)addr, len);
+	int over = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
+		   (sk_att_maybe((uint64_t)addr, len) || sk_span_overlaps(addr, len));
 	if (sk_likely(!shm_fd && !over))
 		return REAL(mmap)(addr, len, prot, flags, fd, off);
-	void *ret = REAL(mmap)(addr, len, prot, flags, fd, off);
 	if (sk_unlikely(sk_busy) || !sk_on())
-		return ret;
-	SK_ENTER();
+		return REAL(mmap)(addr, len, prot, flags, fd, off);
+	sk_busy = 1;
+	unsigned aflags = 0, why;
+	int r;
+	void *ret = mmap_span(addr, len, prot, flags, fd, off, shm_fd, &aflags, &why, &r);
+	int sk_errno_ = errno;
 	if (ret == MAP_FAILED) {
 		if (shm_fd)
 			sk_count_failed(SK_FN_MMAP);
@@ -146,23 +231,32 @@ SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
 		struct sk_attach gone[MAX_PIECES];
 		int ngone = 0, mapped = 0;
 		struct sk_attach a = { .addr = (uint64_t)ret, .len = sk_page_round(len),
-				       .offset = (uint64_t)off, .shmid = -1 };
+				       .offset = (uint64_t)off, .shmid = -1,
+				       .flags = (uint16_t)aflags };
 		if ((flags & MAP_TYPE) == MAP_PRIVATE)
 			a.flags |= SK_F_PRIVATE;
 		if (sk_tab_lock()) {
-			/* MAP_FIXED replaced whatever was mapped there. */
-			if (flags & MAP_FIXED)
+			/* A fixed mapping replaced whatever was mapped there. */
+			if (flags & MAP_FIXED || aflags & SK_F_PLACED)
 				ngone = sk_att_cut(a.addr, a.len, gone, MAX_PIECES);
-			if (shm_fd && sk_fd_lookup(fd, &a.dev, &a.ino)) {
+			if (shm_fd && sk_fd_lookup(fd, &a.dev, &a.ino, NULL)) {
 				sk_att_add(&a);
 				mapped = 1;
 			}
 			sk_tab_unlock();
 		}
 		record_unmapped(gone, ngone, SK_F_IMPLICIT);
-		if (mapped)
+		if (mapped) {
 			sk_ev_map(SK_EV_POSIX_MAP, &a, prot, flags);
+			if (aflags & SK_F_PLACED)
+				sk_ev_place(a.dev, a.ino, -1, a.addr, a.len, aflags);
+		}
 	}
+	if (why && sk_log_ready())
+		sk_ev_warn(why, -r, fd, why == SK_W_ADDR_IN_SPAN ?
+			   "mmap at a fixed address inside the span" :
+			   why == SK_W_PLACE_REFUSED ? "mmap refused by the strict span policy" :
+			   "mmap not placed in the span: kernel's address used");
 	SK_LEAVE();
 	return ret;
 }
@@ -170,12 +264,18 @@ SK_EXPORT void *mmap64(void *, size_t, int, int, int, off_t) __attribute__((alia
 
 SK_EXPORT int munmap(void *addr, size_t len)
 {
-	if (sk_likely(!sk_att_maybe((uint64_t)addr, len)))
+	if (sk_likely(!sk_att_maybe((uint64_t)addr, len) && !sk_span_overlaps(addr, len)))
 		return REAL(munmap)(addr, len);
-	int ret = REAL(munmap)(addr, len);
 	if (sk_unlikely(sk_busy) || !sk_on())
-		return ret;
-	SK_ENTER();
+		return REAL(munmap)(addr, len);
+	sk_busy = 1;
+	int saved = errno, ret;
+	/* Inside the span the reservation goes back over the range in the same
+	 * step as the unmap. */
+	int r = sk_span_overlaps(addr, len) ? sk_span_unmap(addr, len, SK_SPAN_MUNMAP, NULL) : 0;
+	errno = saved;
+	ret = r == 1 ? 0 : REAL(munmap)(addr, len);
+	int sk_errno_ = errno;
 	if (ret < 0) {
 		sk_count_failed(SK_FN_MUNMAP);
 	} else if (sk_log_ready()) {
@@ -201,6 +301,7 @@ SK_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...
 		va_end(ap);
 	}
 	int hit = sk_att_maybe((uint64_t)old, old_len ? old_len : 1) ||
+		  sk_span_overlaps(old, old_len) ||
 		  ((flags & MREMAP_FIXED) && sk_att_maybe((uint64_t)new_addr, new_len));
 	if (sk_likely(!hit))
 		return REAL(mremap)(old, old_len, new_len, flags, new_addr);
@@ -208,6 +309,12 @@ SK_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...
 	if (sk_unlikely(sk_busy) || !sk_on())
 		return ret;
 	SK_ENTER();
+	if (ret != MAP_FAILED && ret != old && old_len && !(flags & MREMAP_DONTUNMAP) &&
+	    sk_span_overlaps(old, old_len)) {
+		/* Moved out of its place: the span takes the old range back. */
+		sk_span_unmap(old, old_len, SK_SPAN_FORGET, NULL);
+		sk_span_rereserve(old, old_len);
+	}
 	if (ret == MAP_FAILED) {
 		sk_count_failed(SK_FN_MREMAP);
 	} else if (sk_log_ready()) {
@@ -245,7 +352,7 @@ static void record_resize(int fd, int how)
 	uint64_t dev, ino;
 	int have = 0;
 	if (sk_tab_lock()) {
-		have = sk_fd_lookup(fd, &dev, &ino);
+		have = sk_fd_lookup(fd, &dev, &ino, NULL);
 		sk_tab_unlock();
 	}
 	struct stat st;
@@ -317,12 +424,14 @@ static void fd_unmark(int fd)
 
 SK_EXPORT int close(int fd)
 {
-	if (sk_likely(!sk_fd_maybe_shm(fd)))
+	if (sk_likely(!sk_fd_maybe_shm(fd) && fd < sk_unw_fd[0]))
 		return REAL(close)(fd);
 	int ret = REAL(close)(fd);
 	SK_ENTER();
 	/* Linux releases the fd even when close fails (EINTR, EIO). */
 	fd_unmark(fd);
+	if (fd >= sk_unw_fd[0])
+		sk_rec_fd_closed();     /* the unwinder's pipe (core/record.h) */
 	SK_LEAVE();
 	return ret;
 }
@@ -340,6 +449,8 @@ SK_EXPORT int close_range(unsigned first, unsigned last, int flags)
 			sk_fd_unmark_range(first, last);
 			sk_tab_unlock();
 		}
+		if (last >= (unsigned)sk_unw_fd[0])
+			sk_rec_fd_closed();
 		SK_LEAVE();
 	}
 	return ret;

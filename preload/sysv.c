@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "core/record.h"
+#include "core/span.h"
 #include "core/segtab.h"
 #include "preload/real.h"
 #include "preload/state.h"
@@ -78,8 +79,8 @@ SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 	return ret;
 }
 
-/* The attached length: the segment's size rounded to pages. */
-static uint64_t attached_len(int shmid)
+/* The segment's size, from this process's table, else IPC_STAT (once). */
+static uint64_t segment_size(int shmid)
 {
 	struct sk_sysv s;
 	int have = 0;
@@ -88,7 +89,7 @@ static uint64_t attached_len(int shmid)
 		sk_tab_unlock();
 	}
 	if (have && s.size)
-		return sk_page_round(s.size);
+		return s.size;
 	struct shmid_ds ds;
 	if (REAL(shmctl)(shmid, IPC_STAT, &ds) < 0)
 		return 0;
@@ -96,42 +97,130 @@ static uint64_t attached_len(int shmid)
 		sk_sysv_note(shmid, ds.shm_perm.__key, ds.shm_segsz, 0);
 		sk_tab_unlock();
 	}
-	return sk_page_round(ds.shm_segsz);
+	return ds.shm_segsz;
+}
+
+/* shmat through the span (core/span.h): an attach without an address is
+ * placed at the segment's address in the span, the same in every process;
+ * one with an address inside the span is checked against the policy.
+ * *why gets the warning code to record (0 for none) and *r the span's answer. */
+static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint64_t size,
+			unsigned *flags, unsigned *why, int *r)
+{
+	struct sk_span_key k = { .kind = SK_SPAN_SYSV, .shmid = shmid, .size = size };
+	struct sk_span_ticket t;
+	int saved = errno;
+	void *ret;
+	*why = 0;
+	if (!shmaddr) {
+		void *a;
+		*r = sk_span_place(&k, 0, 0, &t, &a);
+		if (*r == 0) {
+			errno = saved;
+			ret = REAL(shmat)(shmid, a, shmflg | SHM_REMAP);
+			sk_span_commit(&t, ret != (void *)-1);
+			if (ret != (void *)-1)
+				*flags |= SK_F_PLACED;
+			return ret;
+		}
+		/* Span off, re-entered, or the segment's own error: the
+		 * kernel decides as it would have. */
+		if (*r == -ENODEV || *r == -EDEADLK || *r == -EINVAL || *r == -EIDRM ||
+		    *r == -EACCES) {
+			errno = saved;
+			return REAL(shmat)(shmid, NULL, shmflg);
+		}
+		if (sk_span_policy() == SK_SPAN_STRICT) {
+			*why = SK_W_PLACE_REFUSED;
+			errno = sk_span_strict_errno(SK_SPAN_SYSV, 0);
+			return (void *)-1;
+		}
+		*why = SK_W_SPAN_FULL;
+		errno = saved;
+		return REAL(shmat)(shmid, NULL, shmflg);
+	}
+	uint64_t len = size ? sk_page_round(size) : 1;
+	if (!sk_span_overlaps(shmaddr, len)) {
+		*r = 0;
+		errno = saved;
+		return REAL(shmat)(shmid, shmaddr, shmflg);
+	}
+	int extra = 0;
+	*r = sk_span_explicit(&k, shmaddr, len, (shmflg & SHM_REMAP) != 0, &t, &extra);
+	if (*r == -EPERM) {
+		*why = SK_W_PLACE_REFUSED;
+		errno = sk_span_strict_errno(SK_SPAN_SYSV, 0);
+		return (void *)-1;
+	}
+	errno = saved;
+	if (*r < 0)
+		return REAL(shmat)(shmid, shmaddr, shmflg);
+	ret = REAL(shmat)(shmid, shmaddr, shmflg | extra);
+	sk_span_commit(&t, ret != (void *)-1);
+	if (*r == SK_SPAN_FOREIGN)
+		*why = SK_W_ADDR_IN_SPAN;
+	else if (ret != (void *)-1)
+		*flags |= SK_F_PLACED;
+	return ret;
 }
 
 SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 {
-	void *ret = REAL(shmat)(shmid, shmaddr, shmflg);
 	if (sk_unlikely(sk_busy) || !sk_on())
-		return ret;
-	SK_ENTER();
+		return REAL(shmat)(shmid, shmaddr, shmflg);
+	sk_busy = 1;
+	uint64_t size = segment_size(shmid);
+	unsigned flags = 0, why;
+	int r;
+	void *ret = shmat_span(shmid, shmaddr, shmflg, size, &flags, &why, &r);
+	int sk_errno_ = errno;
 	if (ret == (void *)-1) {
 		sk_count_failed(SK_FN_SHMAT);
 	} else if (sk_log_ready()) {
-		uint64_t len = attached_len(shmid);
+		uint64_t len = sk_page_round(size);
 		struct sk_attach gone[MAX_PIECES];
 		int ngone = 0;
-		struct sk_attach a = { .addr = (uint64_t)ret, .len = len, .shmid = shmid };
+		struct sk_attach a = { .addr = (uint64_t)ret, .len = len, .shmid = shmid,
+				       .flags = (uint16_t)flags };
 		if (sk_tab_lock()) {
-			/* SHM_REMAP replaced whatever was mapped there. */
-			if ((shmflg & SHM_REMAP) && len)
+			/* SHM_REMAP (the caller's or placement's) replaced
+			 * whatever was mapped there. */
+			if (len)
 				ngone = sk_att_cut(a.addr, len, gone, MAX_PIECES);
 			sk_att_add(&a);
 			sk_tab_unlock();
 		}
 		record_implicit(gone, ngone);
-		sk_ev_sysv_at(shmid, shmflg, a.addr, (uint64_t)shmaddr, len, 0);
+		sk_ev_sysv_at(shmid, shmflg, a.addr, (uint64_t)shmaddr, len, flags);
+		if (flags & SK_F_PLACED)
+			sk_ev_place(0, 0, shmid, a.addr, len, flags);
 	}
+	if (why && sk_log_ready())
+		sk_ev_warn(why, -r, shmid, why == SK_W_ADDR_IN_SPAN ?
+			   "shmat at an explicit address inside the span" :
+			   why == SK_W_PLACE_REFUSED ? "shmat refused by the strict span policy" :
+			   "shmat not placed in the span: kernel's address used");
 	SK_LEAVE();
 	return ret;
 }
 
 SK_EXPORT int shmdt(const void *shmaddr)
 {
-	int ret = REAL(shmdt)(shmaddr);
 	if (sk_unlikely(sk_busy) || !sk_on())
-		return ret;
-	SK_ENTER();
+		return REAL(shmdt)(shmaddr);
+	sk_busy = 1;
+	int saved = errno, ret, shmid = -1;
+	/* Inside the span, the detach puts the reservation back in the same
+	 * step (mmap PROT_NONE MAP_FIXED, which the kernel counts as shmdt). */
+	int r = sk_span_overlaps(shmaddr, 1) ? sk_span_unmap(shmaddr, 0, SK_SPAN_SHMDT, &shmid) : 0;
+	if (r == 1) {
+		ret = 0;
+		errno = saved;
+	} else {
+		errno = saved;
+		ret = REAL(shmdt)(shmaddr);
+	}
+	int sk_errno_ = errno;
 	if (ret < 0) {
 		sk_count_failed(SK_FN_SHMDT);
 	} else if (sk_log_ready()) {
@@ -142,7 +231,9 @@ SK_EXPORT int shmdt(const void *shmaddr)
 				sk_att_cut(a.addr, a.len, gone, MAX_PIECES);
 			sk_tab_unlock();
 		}
-		sk_ev_sysv_dt(a.shmid, a.addr, a.len, 0);
+		if (r < 0 && a.len)
+			sk_span_rereserve(shmaddr, a.len);
+		sk_ev_sysv_dt(a.shmid, a.addr, a.len, a.flags);
 	}
 	SK_LEAVE();
 	return ret;
@@ -175,6 +266,10 @@ SK_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 			if (op == IPC_RMID)
 				sk_sysv_forget(shmid);
 			sk_tab_unlock();
+		}
+		if (op == IPC_RMID) {
+			struct sk_span_key k = { .kind = SK_SPAN_SYSV, .shmid = shmid };
+			sk_span_removed(&k);
 		}
 		uint32_t uid = 0, gid = 0, mode = 0;
 		if (op == IPC_SET && buf) {
