@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/record.h"
 #include "core/util.h"
 
 #ifndef MADV_POPULATE_WRITE
@@ -134,8 +135,10 @@ static int populate(uint64_t target)
 		__atomic_store_n(&L.populated, p, __ATOMIC_RELEASE);
 	}
 	int ok = p >= target;
-	if (!ok && !__atomic_exchange_n(&L.full, 1, __ATOMIC_RELAXED))
+	if (!ok && !__atomic_exchange_n(&L.full, 1, __ATOMIC_RELAXED)) {
+		__atomic_fetch_or(&L.hdr->flags, SK_HF_FULL, __ATOMIC_RELAXED);
 		sk_say("log full or out of space: further events of this process are dropped");
+	}
 	__atomic_store_n(&L.populater, 0, __ATOMIC_RELEASE);
 	return ok;
 }
@@ -307,6 +310,7 @@ int sk_log_open(const char *dir, size_t capacity, const struct sk_log_identity *
 	h->cursor = SK_HEADER_SIZE;
 	/* Release: a record reserved through L.hdr sees the whole header. */
 	__atomic_store_n(&L.hdr, h, __ATOMIC_RELEASE);
+	sk_rec_init();
 	sk_log_modules();
 	return 0;
 }

@@ -80,7 +80,9 @@ struct sk_file_header {
 enum sk_hf {
 	SK_HF_FORKED  = 1u << 0,   /* image began by fork of a logged parent image */
 	SK_HF_SETID   = 1u << 1,   /* never set: setid programs do not log */
-	SK_HF_CLOSED  = 1u << 2,   /* the writer exited normally and truncated */
+	SK_HF_CLOSED  = 1u << 2,   /* the writer exited normally */
+	SK_HF_FULL    = 1u << 3,   /* capacity or disk ran out: see `dropped`;
+				    * the cursor then runs past the records */
 };
 
 /* The head of every record. `head` is stored last. */
