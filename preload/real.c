@@ -82,5 +82,9 @@ void sk_real_resolve(void)
 	RESOLVE(execvp, NULL);
 	RESOLVE(execvpe, NULL);
 	RESOLVE(fexecve, NULL);
+	RESOLVE(_exit, NULL);
+	RESOLVE(_Exit, NULL);
+	RESOLVE(signal, NULL);
+	RESOLVE(sigaction, NULL);
 	resolving = 0;
 }

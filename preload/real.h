@@ -4,6 +4,7 @@
 #ifndef SHMK_REAL_H
 #define SHMK_REAL_H
 
+#include <signal.h>
 #include <spawn.h>
 #include <stddef.h>
 #include <sys/ipc.h>
@@ -42,6 +43,11 @@ struct sk_real {
 	int (*execvp)(const char *, char *const[]);
 	int (*execvpe)(const char *, char *const[], char *const[]);
 	int (*fexecve)(int, char *const[], char *const[]);
+	/* termination (preload/signal.c) */
+	void (*_exit)(int);
+	void (*_Exit)(int);
+	void (*(*signal)(int, void (*)(int)))(int);
+	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
 };
 
 extern struct sk_real sk_real;

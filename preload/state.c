@@ -12,9 +12,11 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/cleanup.h"
 #include "core/log.h"
 #include "core/record.h"
 #include "core/segtab.h"
+#include "core/span.h"
 #include "core/util.h"
 #include "preload/real.h"
 #include "preload/state.h"
@@ -35,6 +37,7 @@ static struct {
 	pid_t pid;                /* cached: getpid is a syscall */
 	pid_t ppid;               /* at image start or fork */
 	uint64_t start_ticks;     /* this process's, once known */
+	uint64_t span_addr, span_size;
 	int argc;
 	char *argv[64];
 	char argbuf[SK_ARGS_MAX];
@@ -135,9 +138,28 @@ static void say_dir(const char *what)
 	sk_say(msg);
 }
 
-static void atfork_prepare(void) { sk_tab_atfork_prepare(); }
-static void atfork_parent(void) { sk_tab_atfork_parent(); }
-static void atfork_child(void) { sk_child_after_fork(); }
+/* The span (core/span.h), reserved again in every image. A taken range is
+ * said once here and recorded when the log opens. */
+static int span_taken;
+
+static void span_init(void)
+{
+	struct sk_span_cfg c;
+	if (sk_span_config_env(&c) < 0)
+		sk_say("bad SHMKEEPER_SPAN or SHMKEEPER_SPAN_POLICY: the defaults are used");
+	if (sk_span_init(&c) == -EEXIST) {
+		span_taken = 1;
+		sk_say(c.policy == SK_SPAN_STRICT ?
+		       "the span's address range is taken: attaches that need placement will fail (strict policy)" :
+		       "the span's address range is taken: attaches go where the kernel puts them");
+	}
+	S.span_addr = c.addr;
+	S.span_size = c.size;
+}
+
+static void atfork_prepare(void) { sk_span_fork_prepare(); sk_tab_atfork_prepare(); sk_rec_atfork_prepare(); }
+static void atfork_parent(void) { sk_rec_atfork_parent(); sk_tab_atfork_parent(); sk_span_fork_parent(); }
+static void atfork_child(void) { sk_rec_atfork_child(); sk_child_after_fork(); }
 
 static void do_init(void)
 {
@@ -156,11 +178,16 @@ static void do_init(void)
 		return;
 	}
 	const char *dir = secure_getenv("SHMKEEPER_LOG_DIR");
-	if (!dir || !*dir) {
+	const char *span = secure_getenv("SHMKEEPER_SPAN");
+	/* Recording needs a log directory; placement runs with recording, or
+	 * alone when SHMKEEPER_SPAN asks for it. */
+	if ((!dir || !*dir) && (!span || !*span || strcmp(span, "off") == 0)) {
 		__atomic_store_n(&sk_state, SK_OFF, __ATOMIC_RELEASE);
 		return;
 	}
-	if (dir[0] != '/') {
+	if (!dir || !*dir)
+		S.log_state = 2;
+	else if (dir[0] != '/') {
 		/* The program may chdir later: keep the absolute path. */
 		if (!getcwd(S.dir, sizeof S.dir - 2))
 			S.dir[0] = '\0';
@@ -173,6 +200,7 @@ static void do_init(void)
 	sk_rec_cfg.bt_depth = depth > SK_MAX_FRAMES ? SK_MAX_FRAMES : (unsigned)depth;
 	S.capacity = parse_size(secure_getenv("SHMKEEPER_LOG_SIZE"), 64u << 20);
 	dl_iterate_phdr(self_cb, (void *)(uintptr_t)&do_init);
+	span_init();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	__atomic_store_n(&sk_state, SK_ON, __ATOMIC_RELEASE);
 }
@@ -243,6 +271,9 @@ int sk_log_ready(void)
 		__atomic_store_n(&S.log_state, ls, __ATOMIC_RELEASE);
 		if (ls == 1 && S.parent_pid)
 			log_inherited();  /* attachments that came through fork */
+		if (ls == 1 && span_taken)
+			sk_ev_warn(SK_W_SPAN_TAKEN, (int64_t)S.span_addr, (int64_t)S.span_size,
+				   "the span's address range was taken at start-up");
 	}
 	__atomic_store_n(&S.log_opener, 0, __ATOMIC_RELEASE);
 	return ls == 1;
@@ -276,8 +307,10 @@ static void log_inherited(void)
 void sk_child_after_fork(void)
 {
 	sk_tid_reset();
+	sk_cleanup_fork_child();      /* _Fork runs no atfork handlers */
 	sk_tab_atfork_child();
 	sk_tab_fork_child();
+	sk_span_fork_child();
 	if (__atomic_load_n(&sk_state, __ATOMIC_ACQUIRE) != SK_ON)
 		return;
 	/* The parent's pid and start time name it in the child's header; a
@@ -289,7 +322,7 @@ void sk_child_after_fork(void)
 	S.pid = (pid_t)syscall(SYS_getpid);
 	S.start_ticks = 0;
 	sk_log_forget();
-	S.log_state = 0;
+	S.log_state = S.dir[0] ? 0 : 2;
 	S.log_opener = 0;
 }
 
@@ -302,10 +335,17 @@ __attribute__((constructor)) static void shmk_init(int argc, char **argv, char *
 
 __attribute__((destructor)) static void shmk_fini(void)
 {
+	/* exit() and return from main: the termination cleanups run here,
+	 * before the log closes, so that their removals are recorded. */
+	if (sk_cleanup_wanted() && sk_cleanup_in_owner())
+		sk_cleanup_terminate(0, 10000);
 	if (__atomic_load_n(&sk_state, __ATOMIC_ACQUIRE) == SK_ON &&
 	    __atomic_load_n(&S.log_state, __ATOMIC_ACQUIRE) == 1) {
 		sk_busy = 1;
 		sk_log_close(-1);
 		sk_busy = 0;
 	}
+	/* Leave the span's table: the last process to go removes it. */
+	if (__atomic_load_n(&sk_state, __ATOMIC_ACQUIRE) == SK_ON)
+		sk_span_fini();
 }
