@@ -2,7 +2,7 @@
  * Contract and the wrappers' side: core/span.h. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -28,7 +28,7 @@
 /* ---- the shared table ------------------------------------------------- */
 
 #define TAB_MAGIC    "SHMKSPN"
-#define TAB_VERSION  1u
+#define TAB_VERSION  2u     /* 2: the lock is a futex word, not a pthread mutex */
 #define TAB_LIVE     1u
 #define TAB_DEAD     2u     /* unlinked: whoever finds this reopens by name */
 #define ENT_FREE     0u
@@ -36,7 +36,6 @@
 #define ENTF_REMOVED 1u     /* IPC_RMID / shm_unlink seen: collect when unused */
 #define ENT_SIZE     384u
 #define HDR_SIZE     4096u
-#define LOCK_TIMEOUT_S 2
 
 struct tab_user {
 	uint32_t pid;             /* 0: free */
@@ -78,8 +77,10 @@ struct tab {
 	uint32_t dropped;         /* entries or users that failed validation */
 	uint32_t pad;
 	uint64_t gen;
-	pthread_mutex_t lock;     /* robust, process-shared */
-	char     hpad[HDR_SIZE - 80 - sizeof(pthread_mutex_t)];
+	_Atomic uint64_t lock;    /* the table lock: see "the table lock" below */
+	uint32_t hwm;             /* ents[hwm..] are free, whatever they hold */
+	uint32_t pad2;
+	char     hpad[HDR_SIZE - 96];
 	struct tab_user users[SK_SPAN_USERS];
 	struct tab_ent  ents[SK_SPAN_ENTS];
 };
@@ -87,7 +88,7 @@ struct tab {
 _Static_assert(sizeof(struct tab_ent) <= ENT_SIZE, "entry size");
 _Static_assert(offsetof(struct tab, lock) == 80, "header layout");
 _Static_assert(offsetof(struct tab, users) == HDR_SIZE, "header size");
-_Static_assert(sizeof(pthread_mutex_t) <= 64, "mutex fits");
+_Static_assert(offsetof(struct tab, hpad) == 96, "header layout");
 
 #define TAB_SIZE (sizeof(struct tab))
 
@@ -120,6 +121,7 @@ static struct {
 	int          user;        /* our slot in tab->users, or -1 */
 	pid_t        pid;
 	uint64_t     start, pidns;
+	uint64_t     lk_me;       /* our value of the table lock word */
 	int          hwm;         /* slots[0, hwm) may be in use */
 	struct lslot slots[SK_SPAN_LOCAL];
 	struct cache_ent cache[64];
@@ -317,7 +319,6 @@ int sk_span_init(const struct sk_span_cfg *cfg)
 	S.inited = true;
 	S.cfg = *cfg;
 	S.shmlba = shmlba();
-	S.pid = getpid();
 	sk_span_g.policy = cfg->policy;
 	S.init_ret = 0;
 	if (!cfg->off) {
@@ -428,9 +429,29 @@ static void user_clear(struct tab *t, int u)
 					  ~(1ull << (u % 64)), memory_order_release);
 }
 
-/* Called with the lock held after EOWNERDEAD, or when a read found junk. */
+/* ents[0, hwm) may be in use; the rest is free whatever it holds. */
+static unsigned ents_hwm(const struct tab *t)
+{
+	return t->hwm < SK_SPAN_ENTS ? t->hwm : SK_SPAN_ENTS;
+}
+
+/* Lowers hwm past free entries at the top: scans stay as short as the table
+ * is full (one entry in the common create-attach-remove cycle). */
+static void hwm_trim(struct tab *t)
+{
+	unsigned h = ents_hwm(t);
+	while (h > 0 && t->ents[h - 1].state == ENT_FREE)
+		h--;
+	t->hwm = h;
+}
+
+/* Called with the lock held after a dead holder's lock was taken over, or
+ * when a read found junk. */
 static void repair(struct tab *t)
 {
+	/* A holder killed between raising hwm and writing the entry leaves
+	 * hwm too high (harmless); a forged hwm is thrown away. */
+	t->hwm = SK_SPAN_ENTS;
 	for (unsigned i = 0; i < SK_SPAN_USERS; i++)
 		if (!user_valid(&t->users[i])) {
 			user_clear(t, (int)i);
@@ -457,44 +478,254 @@ static void repair(struct tab *t)
 			}
 		}
 	}
+	hwm_trim(t);
+}
+
+/* ---- the table lock ----------------------------------------------------- */
+
+/* The table is a world-writable file, so its lock holds no pointers: a
+ * robust pthread mutex keeps glibc's robust-list links in the shared
+ * memory and pthread_mutex_unlock writes through them, so whoever rewrites
+ * them aims our stores (shown with a crash on the ring's mutex). Instead,
+ * one 64-bit word changed only by CAS:
+ *   low 32 bits, the futex word: the holder's pid | LK_WAITERS; 0 free;
+ *   high 32 bits: the low 32 bits of the holder's start time (field 22 of
+ *   /proc/PID/stat), because pids wrap.
+ * Both halves change in one CAS, so a waiter never pairs one process's pid
+ * with another's start time. A waiter that finds the holder dead takes the
+ * word over with a CAS and repairs the table. Every value read from the
+ * word is checked like the rest of the table (lk_holder_dead). */
+#define LK_WAITERS   0x80000000u
+#define LK_PID_MAX   4194304u         /* PID_MAX_LIMIT, 64-bit kernels */
+#define LK_WAIT_NS   2000000000ll     /* one wait: then -ETIMEDOUT */
+#define LK_STUCK_S   10               /* then only try, this long */
+#define LK_SLICE_NS  1000000l         /* first sleep; doubles to 64 ms */
+
+/* Threads of this process between lk_take and tab_unlock (waiters too):
+ * tells a word holding our own pid and start time that a thread of ours
+ * holds from one left by the image before an exec (exec kills the holder
+ * thread, keeps pid and start time). */
+static atomic_uint lk_users;
+/* CLOCK_MONOTONIC_COARSE second until which this process does not wait for
+ * the lock (a holder alive but stuck: stopped, in a debugger, a bug); 0
+ * normally. Per process on purpose: without it every placement waited the
+ * whole timeout, 2 s per shmat. */
+static _Atomic int64_t lk_stuck_until;
+
+static void tab_unlock(struct tab *t);
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static uint32_t *lk_futex(struct tab *t)
+{
+	/* The futex is the low half of the word: the first 4 bytes on a
+	 * little-endian machine, the last on a big-endian one. */
+	return (uint32_t *)(void *)&t->lock + (__BYTE_ORDER__ == __ORDER_BIG_ENDIAN__);
+}
+
+static int64_t lk_now(clockid_t clk, int64_t *ns)
+{
+	struct timespec ts;
+	clock_gettime(clk, &ts);
+	if (ns)
+		*ns = (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
+	return ts.tv_sec;
+}
+
+/* State (field 3) and start time (field 22) of /proc/PID/stat. */
+static int proc_stat(pid_t pid, char *state, uint64_t *start)
+{
+	char path[64], buf[1024];
+	size_t n = sk_fmt_str(path, 0, sizeof path, "/proc/");
+	n = sk_fmt_u64(path, n, sizeof path, (uint64_t)pid);
+	sk_fmt_str(path, n, sizeof path, "/stat");
+	if (sk_read_file(path, buf, sizeof buf) <= 0)
+		return -1;
+	/* comm may hold spaces and parentheses: count from the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || !p[2])
+		return -1;
+	*state = p[2];
+	int field = 2;
+	for (; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	uint64_t v = 0;
+	while (*p >= '0' && *p <= '9')
+		v = v * 10 + (uint64_t)(*p++ - '0');
+	*start = v;
+	return 0;
+}
+
+/* The holder is a registered user in another pid namespace: its pid names
+ * some other process here, or none. */
+static bool lk_foreign_ns(const struct tab *t, uint32_t pid, uint32_t tag)
+{
+	for (unsigned i = 0; i < SK_SPAN_USERS; i++) {
+		const struct tab_user *u = &t->users[i];
+		if (u->pid == pid && (uint32_t)u->start == tag && user_valid(u))
+			return u->pidns != S.pidns;
+	}
+	return false;
+}
+
+/* A word that names no process at all (written by someone else). */
+static bool lk_junk(uint64_t cur)
+{
+	uint32_t pid = (uint32_t)cur & ~LK_WAITERS;
+	return cur != 0 && (pid == 0 || pid > LK_PID_MAX);
+}
+
+/* Whether the lock word cur names no live holder. Wrong "dead" lets two
+ * processes in; wrong "alive" only costs a timeout: when unsure, alive. */
+static bool lk_holder_dead(const struct tab *t, uint64_t cur)
+{
+	uint32_t pid = (uint32_t)cur & ~LK_WAITERS, tag = (uint32_t)(cur >> 32);
+	if (lk_junk(cur))
+		return true;
+	if ((cur & ~(uint64_t)LK_WAITERS) == S.lk_me)
+		/* Our pid and start time: held by one of our threads unless
+		 * we are the only one counted (a holder lost in an exec). */
+		return atomic_load(&lk_users) <= 1;
+	if (lk_foreign_ns(t, pid, tag))
+		return false;
+	if (syscall(SYS_kill, (pid_t)pid, 0) != 0 && errno == ESRCH)
+		return true;
+	char st;
+	uint64_t start;
+	if (proc_stat((pid_t)pid, &st, &start) < 0)
+		return false;                        /* hidepid, no /proc */
+	/* A zombie still answers kill(pid, 0). */
+	return st == 'Z' || st == 'X' || (uint32_t)start != tag;
+}
+
+/* Returns 0 taken, 1 taken from a dead holder (repair the table), -EBUSY
+ * held and wait == false, -ETIMEDOUT held for LK_WAIT_NS by a live holder. */
+static int lk_slow(struct tab *t, bool wait)
+{
+	uint64_t me = S.lk_me;
+	for (int spin = 0; spin < 64; spin++) {
+		uint64_t cur = atomic_load_explicit(&t->lock, memory_order_relaxed);
+		if (cur == 0 && atomic_compare_exchange_strong_explicit(&t->lock, &cur, me,
+				memory_order_seq_cst, memory_order_relaxed))
+			return 0;
+		if (!wait)
+			break;
+		cpu_relax();
+	}
+	int64_t t0 = 0, now, waited = 0;
+	long slice = LK_SLICE_NS;
+	for (;;) {
+		uint64_t cur = atomic_load_explicit(&t->lock, memory_order_seq_cst);
+		if (cur == 0) {
+			/* Others may sleep on it too: keep LK_WAITERS so that
+			 * our release wakes the next. */
+			if (atomic_compare_exchange_strong_explicit(&t->lock, &cur, me | LK_WAITERS,
+					memory_order_seq_cst, memory_order_relaxed))
+				return 0;
+			continue;
+		}
+		/* Junk at once; a process only after a slice slept without a
+		 * wake-up (liveness costs syscalls), and not at all while we
+		 * do not wait: that would cost them on every call. */
+		if (lk_junk(cur) || (wait && waited > 0 && lk_holder_dead(t, cur))) {
+			if (atomic_compare_exchange_strong_explicit(&t->lock, &cur, me | LK_WAITERS,
+					memory_order_seq_cst, memory_order_relaxed))
+				return 1;
+			continue;
+		}
+		if (!wait)
+			return -EBUSY;
+		if (waited >= LK_WAIT_NS)
+			return -ETIMEDOUT;
+		if (!((uint32_t)cur & LK_WAITERS)) {
+			if (!atomic_compare_exchange_strong_explicit(&t->lock, &cur, cur | LK_WAITERS,
+					memory_order_seq_cst, memory_order_relaxed))
+				continue;
+			cur |= LK_WAITERS;
+		}
+		if (!t0)
+			lk_now(CLOCK_MONOTONIC, &t0);
+		/* Shared (not FUTEX_PRIVATE): the holder is another process. */
+		struct timespec ts = { 0, slice };
+		syscall(SYS_futex, lk_futex(t), FUTEX_WAIT, (uint32_t)cur, &ts, NULL, 0);
+		lk_now(CLOCK_MONOTONIC, &now);
+		waited = now - t0;
+		if (waited <= 0)
+			waited = 1;
+		if (slice < 64 * LK_SLICE_NS)
+			slice *= 2;
+	}
 }
 
 static int tab_lock(struct tab *t)
 {
-	int r = pthread_mutex_trylock(&t->lock);
-	if (r == EBUSY) {
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += LOCK_TIMEOUT_S;
-		r = pthread_mutex_clocklock(&t->lock, CLOCK_MONOTONIC, &ts);
-	}
-	if (r == EOWNERDEAD) {
-		/* The holder died, maybe halfway through an entry: validate
-		 * everything before anyone reads it again. */
-		if (hdr_valid(t)) {
-			repair(t);
-			t->repairs++;
-		}
-		pthread_mutex_consistent(&t->lock);
+	int saved = errno, r;
+	bool wait = true;
+	int64_t until = atomic_load_explicit(&lk_stuck_until, memory_order_relaxed);
+	/* Normally no clock read: only after a timeout. */
+	if (sk_unlikely(until != 0))
+		wait = lk_now(CLOCK_MONOTONIC_COARSE, NULL) >= until;
+	/* seq_cst, as the CAS below: a thread of ours that sees the word
+	 * holding our pid also sees this count (lk_holder_dead). */
+	atomic_fetch_add(&lk_users, 1);
+	uint64_t cur = 0;
+	if (atomic_compare_exchange_strong_explicit(&t->lock, &cur, S.lk_me,
+			memory_order_seq_cst, memory_order_relaxed))
 		r = 0;
-	}
-	if (r == ETIMEDOUT)
-		return -ETIMEDOUT;
-	if (r) {
-		S.broken = true;
-		return -EBADMSG;
+	else
+		r = lk_slow(t, wait);
+	if (r == -ETIMEDOUT)
+		atomic_store_explicit(&lk_stuck_until,
+				      lk_now(CLOCK_MONOTONIC_COARSE, NULL) + LK_STUCK_S,
+				      memory_order_relaxed);
+	else if (r >= 0 && sk_unlikely(until != 0))
+		atomic_store_explicit(&lk_stuck_until, 0, memory_order_relaxed);
+	if (r < 0) {
+		atomic_fetch_sub(&lk_users, 1);
+		errno = saved;
+		return r;
 	}
 	if (!hdr_valid(t)) {
-		pthread_mutex_unlock(&t->lock);
+		tab_unlock(t);
 		S.broken = true;
+		errno = saved;
 		return -EBADMSG;
 	}
+	if (r == 1) {
+		/* The holder died, maybe halfway through an entry: validate
+		 * everything before anyone reads it again. */
+		repair(t);
+		t->repairs++;
+	}
+	errno = saved;
 	return 0;
 }
 
 static void tab_unlock(struct tab *t)
 {
-	pthread_mutex_unlock(&t->lock);
+	int saved = errno;
+	uint64_t cur = atomic_load_explicit(&t->lock, memory_order_relaxed);
+	/* Not ours any more (taken over by a waiter who judged us dead, or
+	 * rewritten): leave it to whoever has it. */
+	while ((cur & ~(uint64_t)LK_WAITERS) == S.lk_me) {
+		/* release: our table writes before the next holder's reads. */
+		if (atomic_compare_exchange_weak_explicit(&t->lock, &cur, 0,
+				memory_order_release, memory_order_relaxed)) {
+			if ((uint32_t)cur & LK_WAITERS)
+				syscall(SYS_futex, lk_futex(t), FUTEX_WAKE, 1, NULL, NULL, 0);
+			break;
+		}
+	}
+	atomic_fetch_sub(&lk_users, 1);
+	errno = saved;
 }
 
 static size_t fmt_hex(char *dst, size_t at, size_t size, uint64_t v)
@@ -513,7 +744,9 @@ static size_t fmt_hex(char *dst, size_t at, size_t size, uint64_t v)
 
 int sk_span_table_name(const struct sk_span_cfg *cfg, char *buf, size_t len)
 {
-	size_t n = sk_fmt_str(buf, 0, len, SK_SPAN_TABLE_PREFIX);
+	/* The layout's version in the name: a library of another version
+	 * uses a table of its own instead of refusing this one. */
+	size_t n = sk_fmt_str(buf, 0, len, SK_SPAN_TABLE_PREFIX "v2.");
 	n = fmt_hex(buf, n, len, sk_ns_inode("ipc"));
 	n = sk_fmt_str(buf, n, len, ".");
 	n = fmt_hex(buf, n, len, cfg->addr);
@@ -559,17 +792,34 @@ static bool posix_name_is(const struct tab_ent *e)
 	return (uint64_t)st.st_dev == e->dev && (uint64_t)st.st_ino == e->ino;
 }
 
-/* Whether entry e may be freed: removed, and attached nowhere. The kernel
- * knows it for SysV (a segment exists until removed and detached
- * everywhere); POSIX has no such count, hence the per-user marks. */
+/* No registered user marks e as mapped (liveness not checked: no
+ * syscall). Every user marks what it maps in the span, SysV included, so
+ * that removal can free an entry without asking the kernel. */
+static bool ent_unmarked(const struct tab *t, struct tab_ent *e)
+{
+	for (unsigned w = 0; w < SK_SPAN_USERS / 64; w++) {
+		/* acquire: pairs with the release in the detacher's clear. */
+		uint64_t bits = atomic_load_explicit(&e->attached[w], memory_order_acquire);
+		for (; bits; bits &= bits - 1)
+			if (t->users[w * 64 + (unsigned)__builtin_ctzll(bits)].pid != 0)
+				return false;
+	}
+	return true;
+}
+
+/* Removed, and no registered user maps it: free it now (the cheap test of
+ * the placement and removal paths; collect_ents does the full one). */
+static bool ent_done(const struct tab *t, struct tab_ent *e)
+{
+	return (atomic_load_explicit(&e->flags, memory_order_relaxed) & ENTF_REMOVED) &&
+	       ent_unmarked(t, e);
+}
+
+/* Whether entry e may be freed: removed (or gone behind our back) and
+ * mapped by no live user. For SysV the kernel also knows: a segment exists
+ * until removed and detached everywhere (ipcrm removes without telling us). */
 static bool ent_collectable(struct tab *t, struct tab_ent *e)
 {
-	if (e->kind == SK_SPAN_SYSV) {
-		struct shmid_ds ds;
-		if (raw_shmstat(e->shmid, &ds) != 0)
-			return errno == EINVAL || errno == EIDRM;
-		return (uint32_t)ds.shm_cpid != e->cpid || (uint64_t)ds.shm_segsz != e->segsz;
-	}
 	for (unsigned w = 0; w < SK_SPAN_USERS / 64; w++) {
 		/* acquire: pairs with the release in the detacher's clear. */
 		uint64_t bits = atomic_load_explicit(&e->attached[w], memory_order_acquire);
@@ -581,13 +831,20 @@ static bool ent_collectable(struct tab *t, struct tab_ent *e)
 	}
 	if (atomic_load_explicit(&e->flags, memory_order_relaxed) & ENTF_REMOVED)
 		return true;
+	if (e->kind == SK_SPAN_SYSV) {
+		struct shmid_ds ds;
+		if (raw_shmstat(e->shmid, &ds) != 0)
+			return errno == EINVAL || errno == EIDRM;
+		return (e->cpid && (uint32_t)ds.shm_cpid != e->cpid) ||
+		       (uint64_t)ds.shm_segsz != e->segsz;
+	}
 	return !posix_name_is(e);
 }
 
 static int collect_ents(struct tab *t, bool only_removed)
 {
 	int freed = 0;
-	for (unsigned i = 0; i < SK_SPAN_ENTS; i++) {
+	for (unsigned i = 0, n = ents_hwm(t); i < n; i++) {
 		struct tab_ent *e = &t->ents[i];
 		if (e->state == ENT_FREE)
 			continue;
@@ -604,6 +861,7 @@ static int collect_ents(struct tab *t, bool only_removed)
 			freed++;
 		}
 	}
+	hwm_trim(t);
 	return freed;
 }
 
@@ -686,18 +944,26 @@ static int create_table(const char *name)
 	t->shmlba = (uint32_t)S.shmlba;
 	t->ent_size = sizeof(struct tab_ent);
 	t->total_size = TAB_SIZE;
-	pthread_mutexattr_t ma;
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
-	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
-	pthread_mutex_init(&t->lock, &ma);
-	pthread_mutexattr_destroy(&ma);
+	/* lock and hwm: 0 (ftruncate zero-fills). */
 	atomic_store_explicit(&t->state, TAB_LIVE, memory_order_release);
 	raw_munmap(t, TAB_SIZE);
 	r = link_tmpfile(fd, name);
 out:
 	raw_close(fd);
 	return r;
+}
+
+/* Who we are in the table: pid, start time, pid namespace, and the lock
+ * word made of them. Read once per process (after fork: again). */
+static void self_ids(void)
+{
+	if (!S.pid)
+		S.pid = getpid();
+	if (!S.start) {
+		S.start = sk_proc_start_ticks(0);
+		S.pidns = sk_ns_inode("pid");
+	}
+	S.lk_me = ((uint64_t)(uint32_t)S.start << 32) | (uint32_t)S.pid;
 }
 
 /* Opens (creating if needed) and joins the table. Called with the local
@@ -718,10 +984,7 @@ static int open_table(void)
 		if (S.dirfd < 0)
 			return -errno;
 	}
-	if (!S.start) {
-		S.start = sk_proc_start_ticks(0);
-		S.pidns = sk_ns_inode("pid");
-	}
+	self_ids();
 	for (int tries = 0; tries < 16; tries++) {
 		int fd = (int)syscall(SYS_openat, S.dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0 && errno == ENOENT) {
@@ -806,7 +1069,7 @@ static bool ent_still_local(int ent)
 	return false;
 }
 
-/* The last local mapping of a POSIX entry went: clear our mark. */
+/* The last local mapping of an entry went: clear our mark. */
 static void ent_unmark(int ent)
 {
 	if (ent < 0 || !S.tab || S.user < 0 || ent_still_local(ent))
@@ -834,8 +1097,7 @@ static void slots_cut(uintptr_t a, uintptr_t e, int except)
 		} else {
 			int ent = s->ent;
 			s->state = L_FREE;
-			if (s->kind == SK_SPAN_POSIX)
-				ent_unmark(ent);
+			ent_unmark(ent);
 		}
 	}
 }
@@ -864,7 +1126,8 @@ static bool ent_matches(const struct tab_ent *e, const struct sk_span_key *k)
 static int find_ent(struct tab *t, const struct sk_span_key *k)
 {
 	struct cache_ent *c = &S.cache[cache_key(k) % SK_ARRAY_SIZE(S.cache)];
-	if (c->key == cache_key(k) && c->idx >= 0 && c->idx < SK_SPAN_ENTS) {
+	int n = (int)ents_hwm(t);
+	if (c->key == cache_key(k) && c->idx >= 0 && c->idx < n) {
 		struct tab_ent *e = &t->ents[c->idx];
 		if (e->gen == c->gen && ent_matches(e, k)) {
 			if (ent_valid(t, e))
@@ -873,7 +1136,7 @@ static int find_ent(struct tab *t, const struct sk_span_key *k)
 			t->dropped++;
 		}
 	}
-	for (int i = 0; i < SK_SPAN_ENTS; i++) {
+	for (int i = 0; i < n; i++) {
 		struct tab_ent *e = &t->ents[i];
 		if (!ent_matches(e, k))
 			continue;
@@ -895,7 +1158,7 @@ static int first_fit(struct tab *t, uint64_t need, uint64_t *off)
 {
 	struct range r[SK_SPAN_ENTS + SK_SPAN_LOCAL];
 	int n = 0;
-	for (int i = 0; i < SK_SPAN_ENTS; i++) {
+	for (unsigned i = 0, h = ents_hwm(t); i < h; i++) {
 		struct tab_ent *e = &t->ents[i];
 		if (e->state == ENT_FREE)
 			continue;
@@ -903,6 +1166,12 @@ static int first_fit(struct tab *t, uint64_t need, uint64_t *off)
 		if (!ent_valid(t, e)) {
 			ent_clear(e);
 			t->dropped++;
+			continue;
+		}
+		/* Removed and unmapped everywhere: collected in passing, so
+		 * that the table stays short without a syscall. */
+		if (ent_done(t, e)) {
+			ent_clear(e);
 			continue;
 		}
 		r[n++] = (struct range){ e->off, e->len };
@@ -934,8 +1203,23 @@ static int first_fit(struct tab *t, uint64_t need, uint64_t *off)
 	return 0;
 }
 
+/* A free entry: the first below hwm, else hwm itself (raised before the
+ * entry is written, so a holder killed halfway leaves it inside hwm where
+ * the repair finds it). */
+static int free_ent(struct tab *t)
+{
+	unsigned h = ents_hwm(t);
+	for (unsigned i = 0; i < h; i++)
+		if (t->ents[i].state == ENT_FREE)
+			return (int)i;
+	if (h >= SK_SPAN_ENTS)
+		return -1;
+	t->hwm = h + 1;
+	return (int)h;
+}
+
 static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
-		     const struct shmid_ds *ds)
+		     uint32_t cpid)
 {
 	uint64_t need = (len + S.shmlba - 1) & ~(S.shmlba - 1), off;
 	if (need == 0 || need > t->span_size)
@@ -945,14 +1229,9 @@ static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
 		r = first_fit(t, need, &off);
 	if (r < 0)
 		return r;
-	int idx = -1;
-	for (int i = 0; i < SK_SPAN_ENTS && idx < 0; i++)
-		if (t->ents[i].state == ENT_FREE)
-			idx = i;
+	int idx = free_ent(t);
 	if (idx < 0 && collect_ents(t, false) > 0)
-		for (int i = 0; i < SK_SPAN_ENTS && idx < 0; i++)
-			if (t->ents[i].state == ENT_FREE)
-				idx = i;
+		idx = free_ent(t);
 	if (idx < 0)
 		return -ENOSPC;
 	struct tab_ent *e = &t->ents[idx];
@@ -963,8 +1242,8 @@ static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
 	e->gen = ++t->gen;
 	if (k->kind == SK_SPAN_SYSV) {
 		e->shmid = k->shmid;
-		e->cpid = (uint32_t)ds->shm_cpid;
-		e->segsz = (uint64_t)ds->shm_segsz;
+		e->cpid = cpid;           /* 0: not known (no IPC_STAT made) */
+		e->segsz = len;
 		e->dev = e->ino = 0;
 		e->name_len = 0;
 		memset(e->name, 0, sizeof e->name);
@@ -988,31 +1267,63 @@ static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
 	return idx;
 }
 
+/* Marks entry idx as mapped by us (relaxed: the table lock, or the local
+ * lock for the clear, orders it against collectors). */
+static void ent_mark(struct tab *t, int idx)
+{
+	atomic_fetch_or_explicit(&t->ents[idx].attached[S.user / 64], 1ull << (S.user % 64),
+				 memory_order_relaxed);
+}
+
 static int place_locked(struct tab *t, const struct sk_span_key *k, size_t len,
 			uint64_t off, uint64_t *slot_off, uint64_t *slot_len, int *idx_out)
 {
 	struct cache_ent *c = &S.cache[cache_key(k) % SK_ARRAY_SIZE(S.cache)];
-	struct shmid_ds ds;
+	int r;
+	/* A fork child whose registration failed (lock busy then). */
+	if (S.user < 0 && (r = register_user(t)) < 0)
+		return r;
 	int idx = find_ent(t, k);
-	bool verified = idx >= 0 && c->key == cache_key(k) && c->idx == idx &&
-			c->gen == t->ents[idx].gen;
-	if (k->kind == SK_SPAN_SYSV && !verified) {
-		/* The segment's true size, and its identity: a stale entry of a
-		 * removed segment whose shmid came round again must not lend its
-		 * (maybe smaller) slot. Once per process and placement. */
-		if (raw_shmstat(k->shmid, &ds) != 0)
-			return -errno;
-		if (idx >= 0 && ((uint32_t)ds.shm_cpid != t->ents[idx].cpid ||
-				 (uint64_t)ds.shm_segsz != t->ents[idx].segsz)) {
-			ent_clear(&t->ents[idx]);
-			idx = -1;
+	uint64_t size = k->size;
+	uint32_t cpid = 0;
+	if (k->kind == SK_SPAN_SYSV) {
+		bool verified = idx >= 0 && c->key == cache_key(k) && c->idx == idx &&
+				c->gen == t->ents[idx].gen;
+		if (size == 0 && !verified) {
+			/* The wrapper did not know the size: ask the kernel
+			 * (the only syscall here, and only then). */
+			struct shmid_ds ds;
+			if (raw_shmstat(k->shmid, &ds) != 0)
+				return -errno;
+			size = (uint64_t)ds.shm_segsz;
+			cpid = (uint32_t)ds.shm_cpid;
+		}
+		/* A stale entry (its segment removed, the shmid come round
+		 * again) must not lend its maybe smaller slot: shmids are
+		 * reused, sizes tell most of them apart, and a removed entry
+		 * that nobody maps any more is stale by definition. */
+		if (idx >= 0) {
+			struct tab_ent *e = &t->ents[idx];
+			if ((size && size != e->segsz) || (cpid && e->cpid && cpid != e->cpid) ||
+			    ent_done(t, e)) {
+				ent_clear(e);
+				hwm_trim(t);
+				idx = -1;
+			}
+		}
+		if (idx < 0 && size == 0) {
+			struct shmid_ds ds;
+			if (raw_shmstat(k->shmid, &ds) != 0)
+				return -errno;
+			size = (uint64_t)ds.shm_segsz;
+			cpid = (uint32_t)ds.shm_cpid;
 		}
 	}
 	if (idx < 0) {
-		uint64_t need = k->kind == SK_SPAN_SYSV ? (uint64_t)ds.shm_segsz : k->size;
+		uint64_t need = size;
 		if (k->kind == SK_SPAN_POSIX && off + len > need)
 			need = off + len;
-		idx = alloc_ent(t, k, need, &ds);
+		idx = alloc_ent(t, k, need, cpid);
 		if (idx < 0)
 			return idx;
 	}
@@ -1023,13 +1334,11 @@ static int place_locked(struct tab *t, const struct sk_span_key *k, size_t len,
 	if (k->kind == SK_SPAN_POSIX) {
 		*slot_off = e->off + off;
 		*slot_len = (len + S.shmlba - 1) & ~(S.shmlba - 1);
-		/* relaxed: the lock orders it against collectors. */
-		atomic_fetch_or_explicit(&e->attached[S.user / 64], 1ull << (S.user % 64),
-					 memory_order_relaxed);
 	} else {
 		*slot_off = e->off;
 		*slot_len = e->len;
 	}
+	ent_mark(t, idx);
 	*idx_out = idx;
 	return 0;
 }
@@ -1081,7 +1390,7 @@ int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t off,
 			r = 0;
 		}
 	}
-	if (r < 0 && k->kind == SK_SPAN_POSIX)
+	if (r < 0)
 		ent_unmark(idx);
 	lunlock();
 out:
@@ -1103,8 +1412,7 @@ void sk_span_commit(struct sk_span_ticket *tk, bool ok)
 	} else {
 		int ent = s->ent;
 		s->state = L_FREE;
-		if (s->kind == SK_SPAN_POSIX)
-			ent_unmark(ent);
+		ent_unmark(ent);
 	}
 	lunlock();
 	tk->slot = -1;
@@ -1124,7 +1432,11 @@ int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_t len,
 	int kind = k ? k->kind : SK_SPAN_ANON;
 	uintptr_t a = (uintptr_t)addr;
 	struct shmid_ds ds;
-	if (kind == SK_SPAN_SYSV && raw_shmstat(k->shmid, &ds) == 0)
+	/* The segment's size: the wrapper's (from shmget or its own
+	 * IPC_STAT), else the kernel's. */
+	if (kind == SK_SPAN_SYSV && k->size)
+		len = (k->size + S.shmlba - 1) & ~(S.shmlba - 1);
+	else if (kind == SK_SPAN_SYSV && raw_shmstat(k->shmid, &ds) == 0)
 		len = (ds.shm_segsz + S.shmlba - 1) & ~(S.shmlba - 1);
 	if (len == 0)
 		len = 1;
@@ -1138,10 +1450,8 @@ int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_t len,
 			if ((kind == SK_SPAN_SYSV && a == ps) ||
 			    (kind == SK_SPAN_POSIX && a >= ps && e <= ps + en->len)) {
 				ret = SK_SPAN_IS_PLACEMENT;
-				if (kind == SK_SPAN_POSIX)
-					atomic_fetch_or_explicit(&en->attached[S.user / 64],
-								 1ull << (S.user % 64),
-								 memory_order_relaxed);
+				if (S.user >= 0 || register_user(S.tab) == 0)
+					ent_mark(S.tab, idx);
 			} else {
 				idx = -1;
 			}
@@ -1157,7 +1467,7 @@ int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_t len,
 	bool busy = local_overlaps(a, e, -1);
 	if (!forced && busy) {
 		/* The kernel refuses it as it would have without the span. */
-		if (ret == SK_SPAN_IS_PLACEMENT && kind == SK_SPAN_POSIX)
+		if (ret == SK_SPAN_IS_PLACEMENT)
 			ent_unmark(idx);
 		lunlock();
 		r = ret;
@@ -1174,6 +1484,8 @@ int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_t len,
 		r = ret;
 	} else {
 		*extra = 0;
+		if (ret == SK_SPAN_IS_PLACEMENT)
+			ent_unmark(idx);
 		r = ret;  /* no room to remember it: still let the call through */
 	}
 	lunlock();
@@ -1283,8 +1595,13 @@ void sk_span_removed(const struct sk_span_key *k)
 		if (idx >= 0) {
 			struct tab_ent *e = &S.tab->ents[idx];
 			atomic_fetch_or_explicit(&e->flags, ENTF_REMOVED, memory_order_relaxed);
-			if (ent_collectable(S.tab, e))
+			/* Mapped nowhere: free now. Else the next placement
+			 * collects it once the last mapping went (first_fit).
+			 * No syscall unless another user marks it mapped. */
+			if (ent_collectable(S.tab, e)) {
 				ent_clear(e);
+				hwm_trim(S.tab);
+			}
 		}
 		tab_unlock(S.tab);
 	}
@@ -1376,10 +1693,7 @@ int sk_span_table_collect(const char *name)
 	S.cfg.size = t->span_size;
 	if (!S.shmlba)
 		S.shmlba = shmlba();
-	if (!S.start) {
-		S.start = sk_proc_start_ticks(0);
-		S.pidns = sk_ns_inode("pid");
-	}
+	self_ids();
 	S.dirfd = dfd;
 	S.user = -1;
 	r = hdr_valid(t) ? tab_lock(t) : -EBADMSG;
@@ -1434,8 +1748,12 @@ void sk_span_fork_child(void)
 {
 	atomic_store_explicit(&local_lock, 0, memory_order_relaxed);
 	in_span = 0;
-	S.pid = getpid();
-	S.start = sk_proc_start_ticks(0);
+	atomic_store(&lk_users, 0);
+	/* Read again when the child first opens the table: a child that
+	 * never places pays no syscall here. */
+	S.pid = 0;
+	S.start = 0;
+	S.lk_me = 0;
 	S.user = -1;
 	/* A claim in flight in another parent thread may or may not have been
 	 * mapped before the fork: keep it as mapped, it only blocks placement. */
@@ -1444,17 +1762,22 @@ void sk_span_fork_child(void)
 			S.slots[i].state = L_MAPPED;
 	if (!S.tab)
 		return;
+	self_ids();
 	/* The table mapping is inherited; the child is a user of its own,
-	 * marked on every POSIX entry it inherited a mapping of. */
+	 * marked on every entry it inherited a mapping of. */
 	if (tab_lock(S.tab) != 0)
 		return;
 	if (register_user(S.tab) == 0)
 		for (int i = 0; i < S.hwm; i++)
-			if (S.slots[i].state != L_FREE && S.slots[i].kind == SK_SPAN_POSIX &&
-			    S.slots[i].ent >= 0)
-				atomic_fetch_or_explicit(&S.tab->ents[S.slots[i].ent].attached[S.user / 64],
-							 1ull << (S.user % 64), memory_order_relaxed);
+			if (S.slots[i].state != L_FREE && S.slots[i].ent >= 0 &&
+			    S.slots[i].ent < SK_SPAN_ENTS)
+				ent_mark(S.tab, S.slots[i].ent);
 	tab_unlock(S.tab);
+}
+
+_Atomic uint64_t *sk_span_test_lock(void)
+{
+	return S.tab ? &S.tab->lock : NULL;
 }
 
 void sk_span_test_reset(void)
@@ -1468,5 +1791,7 @@ void sk_span_test_reset(void)
 	S.user = -1;
 	memset(&sk_span_g, 0, sizeof sk_span_g);
 	atomic_store_explicit(&local_lock, 0, memory_order_relaxed);
+	atomic_store(&lk_users, 0);
+	atomic_store(&lk_stuck_until, 0);
 	in_span = 0;
 }

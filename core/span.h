@@ -21,7 +21,9 @@
  *
  * shmat(id, NULL, fl):
  *     struct sk_span_ticket t; void *a;
- *     r = sk_span_place(&key, 0, 0, &t, &a);          (size/off unused for SysV)
+ *     key.size = the segment's size if the wrapper knows it (shmget, its own
+ *     IPC_STAT), else 0 (then span code asks the kernel: one IPC_STAT);
+ *     r = sk_span_place(&key, 0, 0, &t, &a);          (len/off unused for SysV)
  *     r == 0:  p = real_shmat(id, a, fl | SHM_REMAP);
  *              sk_span_commit(&t, p != (void *)-1);
  *              success: record SK_EV_SYSV_AT with SK_F_PLACED and SK_EV_PLACE.
@@ -29,7 +31,8 @@
  *     r == -ENODEV (span off) or -EDEADLK (re-entered from a signal handler
  *              inside span code): plain real_shmat(id, NULL, fl), no warning.
  *     r < 0 otherwise (-ENOSPC full, -EEXIST range taken here, -EADDRNOTAVAIL
- *              span not reserved, -EBADMSG/-ETIMEDOUT/-EUSERS table unusable,
+ *              span not reserved, -EBADMSG/-ETIMEDOUT/-EBUSY/-EUSERS table
+ *              unusable or its lock held by a stuck process,
  *              -EINVAL/-EACCES/-EIDRM segment not stat-able):
  *              warn: real_shmat(id, NULL, fl), warn SK_W_SPAN_FULL (arg1=-r).
  *              strict: errno = EINVAL, return (void *)-1, warn SK_W_PLACE_REFUSED.
@@ -96,7 +99,7 @@
  * vfork: nothing.
  * exec:  nothing before; the new image's constructor calls sk_span_init.
  *
- * Names: the table is /dev/shm/SK_SPAN_TABLE_PREFIX... ; the lead's reader and
+ * Names: the table is /dev/shm/SK_SPAN_TABLE_PREFIX "v2." ... ; the lead's reader and
  * the recorder ignore POSIX names that start with it. The table is created,
  * sized and mapped with raw syscalls, so no wrapper ever sees it.
  * ======================================================================
@@ -150,9 +153,10 @@ struct sk_span_cfg {
 
 enum sk_span_kind { SK_SPAN_SYSV = 1, SK_SPAN_POSIX = 2, SK_SPAN_ANON = 3 };
 
-/* What identifies a segment. For SK_SPAN_SYSV only shmid is read; for
- * SK_SPAN_POSIX name (with or without its leading '/'), dev, ino and size
- * (st_size now). SK_SPAN_ANON: any other mapping (sk_span_explicit only). */
+/* What identifies a segment. For SK_SPAN_SYSV shmid, and size (shm_segsz,
+ * 0 if unknown: then one IPC_STAT is made); for SK_SPAN_POSIX name (with or
+ * without its leading '/'), dev, ino and size (st_size now). SK_SPAN_ANON:
+ * any other mapping (sk_span_explicit only). */
 struct sk_span_key {
 	int         kind;
 	int         shmid;
@@ -239,8 +243,9 @@ int sk_span_strict_errno(int kind, int mflags);
 /* Chooses the address of an attachment of `key` made without an address.
  * For SK_SPAN_POSIX, len and off are those of the mmap call (off page-
  * aligned); the object's slot is sized max(key->size, off+len) the first time.
- * For SysV the segment size comes from IPC_STAT (raw syscall), once per
- * process and placement.
+ * For SysV the segment size is key->size; when 0, IPC_STAT (raw syscall),
+ * once per process and placement. With the size known the call makes no
+ * syscall (the table lock is a CAS when free).
  * On 0, *addr is where to map (with SHM_REMAP / MAP_FIXED: it replaces the
  * reservation in one step) and the range is claimed in this process until
  * sk_span_commit(t, ...), which must follow, whatever happened.
@@ -248,7 +253,9 @@ int sk_span_strict_errno(int kind, int mflags);
  * -ENOSPC no room in the span or the table; -EEXIST the placement is
  * occupied in this process (e.g. a second attach of the same segment);
  * -EDEADLK re-entered (signal handler) while this thread is in span code;
- * -EBADMSG table corrupt; -ETIMEDOUT table lock not obtained in 2 s;
+ * -EBADMSG table corrupt; -ETIMEDOUT table lock not obtained in 2 s (a
+ * live holder is stuck); -EBUSY lock held and not waited for: for 10 s
+ * after a -ETIMEDOUT this process only tries the lock (or until it gets it);
  * -EUSERS too many processes; -EINVAL/-EIDRM/-EACCES from IPC_STAT;
  * -E2BIG (POSIX) the mapping does not fit the object's slot.
  * Not AS-safe, but detects re-entry (-EDEADLK). */
@@ -328,6 +335,10 @@ int sk_span_stats(struct sk_span_stats *st);
 /* Test hook: called with the table locked halfway through writing a new
  * entry (so that a test can kill the process there). NULL normally. */
 extern void (*sk_span_test_midupdate)(void) SK_HIDDEN;
+
+/* Test hook: the lock word of the table this process uses (NULL when none
+ * is open), so that a test can forge or inspect it. */
+_Atomic uint64_t *sk_span_test_lock(void);
 
 /* Forgets everything local (unmaps the table, drops the reservation state
  * without unmapping the span) so that a test can sk_span_init again. */

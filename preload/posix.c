@@ -253,7 +253,8 @@ SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
 		}
 	}
 	if (why && sk_log_ready())
-		sk_ev_warn(why, -r, fd, why == SK_W_ADDR_IN_SPAN ?
+		sk_ev_warn(why, why == SK_W_ADDR_IN_SPAN ? (int64_t)(uintptr_t)addr : -r,
+			   fd, why == SK_W_ADDR_IN_SPAN ?
 			   "mmap at a fixed address inside the span" :
 			   why == SK_W_PLACE_REFUSED ? "mmap refused by the strict span policy" :
 			   "mmap not placed in the span: kernel's address used");

@@ -196,7 +196,8 @@ SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 			sk_ev_place(0, 0, shmid, a.addr, len, flags);
 	}
 	if (why && sk_log_ready())
-		sk_ev_warn(why, -r, shmid, why == SK_W_ADDR_IN_SPAN ?
+		sk_ev_warn(why, why == SK_W_ADDR_IN_SPAN ? (int64_t)(uintptr_t)shmaddr : -r,
+			   shmid, why == SK_W_ADDR_IN_SPAN ?
 			   "shmat at an explicit address inside the span" :
 			   why == SK_W_PLACE_REFUSED ? "shmat refused by the strict span policy" :
 			   "shmat not placed in the span: kernel's address used");

@@ -13,6 +13,8 @@
 #include <sys/shm.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/span.h"
@@ -412,7 +414,8 @@ static void die_now(void)
 }
 
 /* The lock holder dies halfway through writing an entry: the next locker
- * gets EOWNERDEAD, repairs the table, and placement goes on. */
+ * finds it dead, takes the lock over, repairs the table, and placement
+ * goes on. */
 Test(span_table, holder_killed_mid_update, .timeout = 20)
 {
 	struct sk_span_cfg c = start(8, SK_SPAN_WARN);
@@ -555,5 +558,154 @@ Test(span_table, collect_after_sigkill)
 	cr_expect(!table_exists(&c));
 	cr_expect_eq(sk_span_table_collect(name), -ENOENT);
 	rmseg(id);
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+/* ---- the table lock (a futex word: pid | waiters, start-time tag) ---- */
+
+static double secs(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void stop_now(void)
+{
+	raise(SIGSTOP);
+}
+
+/* A holder alive but stopped: the first placement waits the timeout and
+ * falls back (-ETIMEDOUT), the next ones within 10 s do not wait at all
+ * (-EBUSY); once the holder goes on, placement works again at once. */
+Test(span_table, holder_stopped, .timeout = 30)
+{
+	struct sk_span_cfg c = start(12, SK_SPAN_WARN);
+	int a = mkseg(4096), b = mkseg(4096), d = mkseg(4096);
+	char *pa = attach(a, NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		become_stranger(&c);
+		sk_span_test_midupdate = stop_now;
+		char *p = attach(b, NULL);
+		sk_span_unmap(p, 0, SK_SPAN_SHMDT, NULL);
+		sk_span_fini();
+		_exit(0);
+	}
+	int st;
+	cr_assert_eq(waitpid(pid, &st, WUNTRACED), pid);
+	cr_assert(WIFSTOPPED(st), "child status %#x", st);
+	int err;
+	double t0 = secs();
+	cr_expect_eq(attach(d, &err), NULL);
+	double t1 = secs();
+	cr_expect_eq(err, -ETIMEDOUT);
+	cr_expect(t1 - t0 > 1.5 && t1 - t0 < 4, "waited %.2f s", t1 - t0);
+	cr_expect_eq(attach(d, &err), NULL);
+	double t2 = secs();
+	cr_expect_eq(err, -EBUSY);
+	cr_expect_lt(t2 - t1, 0.1, "second try waited %.3f s", t2 - t1);
+	kill(pid, SIGCONT);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	char *pd = attach(d, &err);
+	cr_expect_eq(err, 0, "lock free again: no more waiting out");
+	cr_expect_lt(secs() - t2, 1.0);
+	if (pd)
+		detach(pd);
+	detach(pa);
+	rmseg(a);
+	rmseg(b);
+	rmseg(d);
+	sk_span_fini();
+	cr_expect(!table_exists(&c));
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+/* A holder killed and not yet reaped (a zombie answers kill(pid, 0)): its
+ * start time says it is gone; the lock is taken over and the table
+ * repaired without waiting the timeout. */
+Test(span_table, holder_zombie, .timeout = 20)
+{
+	struct sk_span_cfg c = start(13, SK_SPAN_WARN);
+	int a = mkseg(4096), b = mkseg(4096);
+	char *pa = attach(a, NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		become_stranger(&c);
+		sk_span_test_midupdate = die_now;
+		attach(b, NULL);
+		_exit(1);
+	}
+	siginfo_t si;
+	/* Wait for the death without reaping it. */
+	cr_assert_eq(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
+	double t0 = secs();
+	char *pb = attach(b, NULL);
+	cr_expect_lt(secs() - t0, 1.0, "took over in %.3f s", secs() - t0);
+	struct sk_span_stats s;
+	cr_assert_eq(sk_span_stats(&s), 0);
+	cr_expect_geq(s.repairs, 1);
+	int st;
+	waitpid(pid, &st, 0);
+	detach(pa);
+	detach(pb);
+	rmseg(a);
+	rmseg(b);
+	sk_span_fini();
+	cr_expect(!table_exists(&c));
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+static uint64_t seen_word;
+
+static void copy_word(void)
+{
+	seen_word = atomic_load(sk_span_test_lock());
+}
+
+/* Forged lock words: no pid (only a start tag), a pid beyond PID_MAX_LIMIT,
+ * a dead process's pid, and our own pid and start time left by no thread
+ * (what an exec leaves when another thread held the lock). Each is taken
+ * over at once, and the table repaired. */
+Test(span_table, lock_word_forged, .timeout = 20)
+{
+	struct sk_span_cfg c = start(14, SK_SPAN_WARN);
+	int a = mkseg(4096);
+	sk_span_test_midupdate = copy_word;
+	char *pa = attach(a, NULL);
+	sk_span_test_midupdate = NULL;
+	detach(pa);
+	_Atomic uint64_t *w = sk_span_test_lock();
+	cr_assert_not_null(w);
+	cr_assert_eq((uint32_t)seen_word, (uint32_t)getpid(), "word %#llx", (unsigned long long)seen_word);
+	pid_t dead = fork();
+	if (dead == 0)
+		_exit(0);
+	waitpid(dead, NULL, 0);
+	uint64_t forged[] = {
+		0x1234567800000000ull,              /* no pid */
+		0x0000000100000000ull | 5000000u,  /* beyond PID_MAX_LIMIT */
+		0x0000000100000000ull | (uint32_t)dead | 0x80000000u,
+		seen_word,                          /* ours, held by nobody */
+	};
+	for (unsigned i = 0; i < SK_ARRAY_SIZE(forged); i++) {
+		struct sk_span_stats s0, s1;
+		cr_assert_eq(sk_span_stats(&s0), 0);
+		atomic_store(w, forged[i]);
+		double t0 = secs();
+		int err;
+		char *p = attach(a, &err);
+		cr_expect_eq(err, 0, "word %#llx: %d", (unsigned long long)forged[i], err);
+		cr_expect_lt(secs() - t0, 1.0, "word %#llx", (unsigned long long)forged[i]);
+		cr_expect_eq(atomic_load(w), 0, "released");
+		cr_assert_eq(sk_span_stats(&s1), 0);
+		cr_expect_eq(s1.repairs, s0.repairs + 1);
+		if (p)
+			detach(p);
+	}
+	rmseg(a);
+	sk_span_fini();
+	cr_expect(!table_exists(&c));
 	munmap((void *)(uintptr_t)c.addr, c.size);
 }
