@@ -1,0 +1,248 @@
+/* run.c - `shmkeeper run`: PROG under the library, then the report.
+ *
+ * The exit status is PROG's (128+signo when a signal killed it, as shells
+ * report it), or --error-exitcode's N when leaks remain; 125/126/127 when
+ * PROG could not be started, as env(1) and timeout(1) do.
+ */
+#include <dirent.h>
+#include <err.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tools/tool.h"
+#include "tools/sweep.h"
+
+#ifndef SHMK_LIBDIR
+#define SHMK_LIBDIR "/usr/local/lib"
+#endif
+
+static pid_t child;
+
+/* SIGTERM and SIGHUP sent to the tool are meant for the program; the tool
+ * reports once the program has gone. */
+static void forward(int sig)
+{
+	if (child > 0)
+		kill(child, sig);
+}
+
+static char *find_library(void)
+{
+	const char *env = getenv("SHMKEEPER_LIB");
+	char self[PATH_MAX], cand[PATH_MAX + 32];
+	char *abs;
+	ssize_t n;
+
+	if (env && *env) {
+		abs = realpath(env, NULL);
+		if (!abs)
+			err(EXIT_RUN_FAILED, "SHMKEEPER_LIB=%s", env);
+		return abs;
+	}
+	/* The build tree: libtool leaves the library in .libs beside us. */
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			snprintf(cand, sizeof(cand), "%s/.libs/libshmkeeper.so", self);
+			if (access(cand, R_OK) == 0 && (abs = realpath(cand, NULL)))
+				return abs;
+		}
+	}
+	snprintf(cand, sizeof(cand), "%s/libshmkeeper.so", SHMK_LIBDIR);
+	if (access(cand, R_OK) == 0 && (abs = realpath(cand, NULL)))
+		return abs;
+	errx(EXIT_RUN_FAILED, "cannot find libshmkeeper.so (looked beside the tool and in %s; "
+	     "set SHMKEEPER_LIB)", SHMK_LIBDIR);
+}
+
+/* PROG's descendants may outlive it and still change the picture: Python's
+ * resource_tracker unlinks what the program left only after the program has
+ * exited. As a subreaper the tool inherits the orphans, and waits for them
+ * (ECHILD: none left) up to `secs` before it reports.
+ * Returns: true when all are gone. */
+static bool wait_descendants(int secs)
+{
+	struct timespec now, end, nap = { 0, 20 * 1000 * 1000 };
+	int st;
+
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += secs;
+	for (;;) {
+		pid_t p = waitpid(-1, &st, WNOHANG);
+
+		if (p > 0)
+			continue;
+		if (p < 0 && errno == ECHILD)
+			return true;
+		if (p < 0 && errno != EINTR)
+			return true;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > end.tv_sec ||
+		    (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+			return false;
+		nanosleep(&nap, NULL);
+	}
+}
+
+static void remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+
+	if (!d) {
+		warn("%s", dir);
+		return;
+	}
+	for (struct dirent *de; (de = readdir(d)); ) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+			warn("%s/%s", dir, de->d_name);
+	}
+	closedir(d);
+	if (rmdir(dir) < 0)
+		warn("%s", dir);
+}
+
+static char *make_log_dir(const struct options *o, bool *temp)
+{
+	char *abs;
+
+	*temp = !o->log_dir;
+	if (o->log_dir) {
+		if (mkdir(o->log_dir, 0777) < 0 && errno != EEXIST)
+			err(EXIT_RUN_FAILED, "%s", o->log_dir);
+		abs = realpath(o->log_dir, NULL);
+		if (!abs)
+			err(EXIT_RUN_FAILED, "%s", o->log_dir);
+		return abs;
+	}
+	const char *tmp = getenv("TMPDIR");
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	abs = malloc(strlen(tmp) + 32);
+	if (!abs)
+		err(EXIT_RUN_FAILED, "out of memory");
+	sprintf(abs, "%s/shmkeeper.XXXXXX", tmp);
+	if (!mkdtemp(abs))
+		err(EXIT_RUN_FAILED, "mkdtemp %s", abs);
+	return abs;
+}
+
+static void set_env(const char *lib, const char *dir)
+{
+	const char *old = getenv("LD_PRELOAD");
+	char *v;
+
+	if (setenv("SHMKEEPER_LOG_DIR", dir, 1) < 0)
+		err(EXIT_RUN_FAILED, "setenv");
+	/* Ours first, so that our wrappers see the calls before any other
+	 * preloaded library forwards them. */
+	if (old && *old) {
+		v = malloc(strlen(lib) + strlen(old) + 2);
+		if (!v)
+			err(EXIT_RUN_FAILED, "out of memory");
+		sprintf(v, "%s:%s", lib, old);
+	} else
+		v = strdup(lib);
+	if (!v || setenv("LD_PRELOAD", v, 1) < 0)
+		err(EXIT_RUN_FAILED, "setenv");
+	free(v);
+}
+
+int cmd_run(const struct options *o, char **argv)
+{
+	char *lib = find_library();
+	bool temp;
+	char *dir = make_log_dir(o, &temp);
+	int pfd[2], status, code, exec_err = 0;
+	struct sigaction ign = { .sa_handler = SIG_IGN }, fwd = { .sa_handler = forward };
+	struct sigaction old_int, old_quit;
+	unsigned leaks;
+
+	set_env(lib, dir);
+	if (cleanup_opts.policy && setenv("SHMKEEPER_CLEANUP", cleanup_opts.policy, 1) < 0)
+		err(EXIT_RUN_FAILED, "setenv");
+	/* --reap removes only what processes started after this moment made. */
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	uint64_t run_start = (uint64_t)t0.tv_sec * 1000000000u + (uint64_t)t0.tv_nsec;
+	if (cleanup_opts.reap && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		err(EXIT_RUN_FAILED, "--reap: prctl(PR_SET_CHILD_SUBREAPER)");
+	if (o->wait_children > 0 && prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+		warn("prctl(PR_SET_CHILD_SUBREAPER): processes PROG leaves running are not waited for");
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		err(EXIT_RUN_FAILED, "pipe");
+	fflush(NULL);
+	child = fork();
+	if (child < 0)
+		err(EXIT_RUN_FAILED, "fork");
+	if (child == 0) {
+		close(pfd[0]);
+		execvp(argv[0], argv);
+		exec_err = errno;
+		if (write(pfd[1], &exec_err, sizeof(exec_err)) < 0)
+			_exit(EXIT_RUN_FAILED);
+		_exit(exec_err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
+	}
+	close(pfd[1]);
+	/* As system(3) does: ^C and ^\ go to the program, the tool outlives it
+	 * to write the report. */
+	sigaction(SIGINT, &ign, &old_int);
+	sigaction(SIGQUIT, &ign, &old_quit);
+	sigaction(SIGTERM, &fwd, NULL);
+	sigaction(SIGHUP, &fwd, NULL);
+	ssize_t k;
+	while ((k = read(pfd[0], &exec_err, sizeof(exec_err))) < 0 && errno == EINTR)
+		;
+	close(pfd[0]);
+	while (waitpid(child, &status, 0) < 0)
+		if (errno != EINTR)
+			err(EXIT_RUN_FAILED, "waitpid");
+	/* --reap: the tree has ended only when no descendant is left, however
+	 * long daemons live (as the subreaper, every orphan is our child). */
+	if (k != (ssize_t)sizeof(exec_err) && cleanup_opts.reap)
+		while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+			;
+	if (k != (ssize_t)sizeof(exec_err) && o->wait_children > 0 &&
+	    !wait_descendants(o->wait_children))
+		warnx("processes started by %s still run after %d s (--wait-children): "
+		      "they are reported as far as they have got", argv[0], o->wait_children);
+	sigaction(SIGINT, &old_int, NULL);
+	sigaction(SIGQUIT, &old_quit, NULL);
+	if (k == (ssize_t)sizeof(exec_err)) {
+		warnx("%s: %s", argv[0], strerror(exec_err));
+		if (temp)
+			remove_dir(dir);
+		free(dir);
+		free(lib);
+		return exec_err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
+	}
+	code = WIFEXITED(status) ? WEXITSTATUS(status) :
+	       WIFSIGNALED(status) ? 128 + WTERMSIG(status) : EXIT_RUN_FAILED;
+
+	/* The report's own troubles were said on stderr; the status is PROG's.
+	 * No logs is normal: the library opens its log at the first event. */
+	model_quiet_empty = true;
+	(void)report_dir(stderr, dir, o, &leaks);
+	if (cleanup_opts.reap)
+		reap_after(stderr, dir, run_start);
+	if (temp)
+		remove_dir(dir);
+	free(dir);
+	free(lib);
+	if (leaks && o->error_exitcode)
+		return o->error_exitcode;
+	return code;
+}
