@@ -1,5 +1,12 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <link.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -36,9 +43,60 @@ static void modules_check(void)
 	}
 }
 
+/* libunwind's first use opens a pipe (mem_validate_pipe, x86_64 Ginit.c)
+ * with pipe2() at the lowest free fds, and keeps it: it would shift every fd
+ * number the program gets afterwards (tests/diff_transparency.sh found it)
+ * and sit where the program closes or dup2s. The pipe2 wrapper moves a pipe
+ * made while this flag is set to the top of the fd range (preload/posix.c);
+ * the flag is set around every call into libunwind, which reopens the pipe
+ * if it finds it closed. */
+SK_TLS int sk_rec_in_unwind;
+int sk_unw_fd[2] = { -1, -1 };
+
+void sk_rec_init(void)
+{
+	static int done;          /* a fork child inherits the pipe and this */
+	if (sk_rec_cfg.bt_depth == 0 || done)
+		return;
+	done = 1;
+	void *pc[1];
+	sk_rec_in_unwind = 1;
+	unw_backtrace(pc, 1);
+	sk_rec_in_unwind = 0;
+}
+
 /* Raw return addresses, innermost first, without the library's own frames.
  * unw_backtrace: ~6 ns a frame; glibc's backtrace() is 20x slower and not
  * async-signal-safe on first use (LESSONS.md). */
+/* Fork gate. dl_iterate_phdr (modules_check, and libunwind inside
+ * unw_backtrace) holds glibc's dl_load_write_lock, which glibc 2.36 does not
+ * reset in a fork child: a thread inside a backtrace at the fork left the
+ * child deadlocked at its first event (tests/fault_host.sh forkmt). The
+ * prepare handler closes the gate and waits until no other thread is
+ * inside; meanwhile events are recorded without a stack. */
+static int bt_users, bt_forking;
+static SK_TLS int bt_mine;
+
+void sk_rec_atfork_prepare(void)
+{
+	__atomic_store_n(&bt_forking, 1, __ATOMIC_SEQ_CST);
+	/* A fork from a signal handler that interrupted a backtrace of this
+	 * thread: do not wait for ourselves. */
+	while (__atomic_load_n(&bt_users, __ATOMIC_SEQ_CST) > bt_mine)
+		sched_yield();
+}
+
+void sk_rec_atfork_parent(void)
+{
+	__atomic_store_n(&bt_forking, 0, __ATOMIC_RELEASE);
+}
+
+void sk_rec_atfork_child(void)
+{
+	__atomic_store_n(&bt_users, bt_mine, __ATOMIC_RELAXED);
+	__atomic_store_n(&bt_forking, 0, __ATOMIC_RELEASE);
+}
+
 static unsigned backtrace_raw(uint64_t *out)
 {
 	unsigned depth = sk_rec_cfg.bt_depth;
@@ -46,9 +104,24 @@ static unsigned backtrace_raw(uint64_t *out)
 		return 0;
 	if (depth > SK_MAX_FRAMES)
 		depth = SK_MAX_FRAMES;
+	if (sk_unlikely(__atomic_load_n(&bt_forking, __ATOMIC_ACQUIRE)))
+		return 0;
+	/* Seq-cst pair with the prepare handler: either it sees us inside, or
+	 * we see its flag. */
+	__atomic_fetch_add(&bt_users, 1, __ATOMIC_SEQ_CST);
+	bt_mine++;
+	if (sk_unlikely(__atomic_load_n(&bt_forking, __ATOMIC_SEQ_CST))) {
+		bt_mine--;
+		__atomic_fetch_sub(&bt_users, 1, __ATOMIC_RELEASE);
+		return 0;
+	}
 	modules_check();
 	void *pcs[SK_MAX_FRAMES + 8];
+	sk_rec_in_unwind = 1;
 	int n = unw_backtrace(pcs, (int)depth + 8);
+	sk_rec_in_unwind = 0;
+	bt_mine--;
+	__atomic_fetch_sub(&bt_users, 1, __ATOMIC_RELEASE);
 	int i = 0;
 	while (i < n && (uint64_t)pcs[i] >= sk_rec_cfg.self_lo &&
 	       (uint64_t)pcs[i] < sk_rec_cfg.self_hi)

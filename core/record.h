@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "core/compiler.h"
 #include "core/logfmt.h"
 #include "core/segtab.h"
 
@@ -14,6 +15,19 @@ struct sk_rec_cfg {
 	uint64_t self_lo, self_hi; /* leading frames in here are the library's own */
 };
 extern struct sk_rec_cfg sk_rec_cfg;
+
+/* Once per image, before the first event (sk_log_open calls it): the
+ * unwinder's first use, while sk_rec_in_unwind is set. */
+void sk_rec_init(void);
+/* Set while this thread is inside libunwind: a pipe it makes then is the
+ * unwinder's, moved out of the program's way by the pipe2 wrapper, which
+ * notes its fds here ({-1, -1} until then). */
+extern SK_TLS int sk_rec_in_unwind;
+extern int sk_unw_fd[2];
+/* fork: no thread may be inside dl_iterate_phdr (see record.c). */
+void sk_rec_atfork_prepare(void);
+void sk_rec_atfork_parent(void);
+void sk_rec_atfork_child(void);
 
 void sk_ev_sysv_get(int32_t key, int32_t shmid, uint64_t size, int32_t shmflg,
 		    unsigned flags, uint32_t mode, uint32_t cuid);

@@ -176,6 +176,26 @@ static int raw_close(int fd)
 	return (int)syscall(SYS_close, fd);
 }
 
+/* /dev/shm is opened only for the moment it is needed: a descriptor the
+ * library kept would shift every fd number the program gets after it and sit
+ * where the program closes or dup2s (tests/fault_host.sh). Returns whether
+ * this call opened it (then dir_put closes it), or -1 if it could not. */
+static int dir_get(void)
+{
+	if (S.dirfd >= 0)
+		return 0;
+	S.dirfd = (int)syscall(SYS_openat, AT_FDCWD, "/dev/shm", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	return S.dirfd >= 0 ? 1 : -1;
+}
+
+static void dir_put(int opened)
+{
+	if (opened == 1) {
+		raw_close(S.dirfd);
+		S.dirfd = -1;
+	}
+}
+
 static int raw_shmstat(int id, struct shmid_ds *ds)
 {
 	return (int)syscall(SYS_shmctl, id, IPC_STAT, ds);
@@ -784,11 +804,15 @@ static int collect_users(struct tab *t)
 static bool posix_name_is(const struct tab_ent *e)
 {
 	struct stat st;
-	if (S.dirfd < 0)
+	int opened = dir_get();
+	if (opened < 0)
 		return true;
 	const char *n = e->name[0] == '/' ? e->name + 1 : e->name;
-	if (syscall(SYS_newfstatat, S.dirfd, n, &st, AT_SYMLINK_NOFOLLOW) != 0)
-		return errno != ENOENT;
+	int rc = (int)syscall(SYS_newfstatat, S.dirfd, n, &st, AT_SYMLINK_NOFOLLOW);
+	int err = errno;
+	dir_put(opened);
+	if (rc != 0)
+		return err != ENOENT;
 	return (uint64_t)st.st_dev == e->dev && (uint64_t)st.st_ino == e->ino;
 }
 
@@ -968,10 +992,20 @@ static void self_ids(void)
 
 /* Opens (creating if needed) and joins the table. Called with the local
  * lock NOT held (it may take the table lock). */
+static int open_table_in_dir(void);
+
 static int open_table(void)
 {
 	if (S.tab)
 		return 0;
+	int opened = S.dirfd < 0;
+	int r = open_table_in_dir();
+	dir_put(opened);
+	return r;
+}
+
+static int open_table_in_dir(void)
+{
 	if (S.broken)
 		return -EBADMSG;
 	char name[128];
@@ -1640,7 +1674,10 @@ static bool leave_table(struct tab *t, const char *name)
 	 * who opened the old inode sees TAB_DEAD under this lock and reopens
 	 * by name. If unlink fails (another uid's file in sticky /dev/shm)
 	 * the table stays live for the next user. */
-	if (syscall(SYS_unlinkat, S.dirfd, name, 0) != 0)
+	int opened = dir_get();
+	int rc = opened < 0 ? -1 : (int)syscall(SYS_unlinkat, S.dirfd, name, 0);
+	dir_put(opened);
+	if (rc != 0)
 		return false;
 	/* release: pairs with the acquire load in open_table. */
 	atomic_store_explicit(&t->state, TAB_DEAD, memory_order_release);

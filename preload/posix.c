@@ -14,7 +14,9 @@
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -63,7 +65,7 @@ SK_EXPORT int shm_open(const char *name, int oflag, mode_t mode)
 	if (oflag & O_CREAT)
 		clock_gettime(CLOCK_REALTIME_COARSE, &t0);  /* the clock file times use */
 	int fd = sk_real.shm_open(name, oflag, mode);
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return fd;
 	SK_ENTER();
 	if (fd < 0) {
@@ -102,7 +104,7 @@ SK_EXPORT int shm_unlink(const char *name)
 		errno = ENOSYS;
 		return -1;
 	}
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return sk_real.shm_unlink(name);
 	char cn[SK_NAME_MAX], path[SK_NAME_MAX + 16];
 	struct stat st;
@@ -217,9 +219,8 @@ SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
 		   (sk_att_maybe((uint64_t)addr, len) || sk_span_overlaps(addr, len));
 	if (sk_likely(!shm_fd && !over))
 		return REAL(mmap)(addr, len, prot, flags, fd, off);
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return REAL(mmap)(addr, len, prot, flags, fd, off);
-	sk_busy = 1;
 	unsigned aflags = 0, why;
 	int r;
 	void *ret = mmap_span(addr, len, prot, flags, fd, off, shm_fd, &aflags, &why, &r);
@@ -267,9 +268,8 @@ SK_EXPORT int munmap(void *addr, size_t len)
 {
 	if (sk_likely(!sk_att_maybe((uint64_t)addr, len) && !sk_span_overlaps(addr, len)))
 		return REAL(munmap)(addr, len);
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return REAL(munmap)(addr, len);
-	sk_busy = 1;
 	int saved = errno, ret;
 	/* Inside the span the reservation goes back over the range in the same
 	 * step as the unmap. */
@@ -307,7 +307,7 @@ SK_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...
 	if (sk_likely(!hit))
 		return REAL(mremap)(old, old_len, new_len, flags, new_addr);
 	void *ret = REAL(mremap)(old, old_len, new_len, flags, new_addr);
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return ret;
 	SK_ENTER();
 	if (ret != MAP_FAILED && ret != old && old_len && !(flags & MREMAP_DONTUNMAP) &&
@@ -366,7 +366,7 @@ SK_EXPORT int ftruncate(int fd, off_t length)
 	if (sk_likely(!sk_fd_maybe_shm(fd)))
 		return REAL(ftruncate)(fd, length);
 	int ret = REAL(ftruncate)(fd, length);
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return ret;
 	SK_ENTER();
 	if (ret < 0)
@@ -383,7 +383,7 @@ SK_EXPORT int fallocate(int fd, int mode, off_t offset, off_t len)
 	if (sk_likely(!sk_fd_maybe_shm(fd)))
 		return REAL(fallocate)(fd, mode, offset, len);
 	int ret = REAL(fallocate)(fd, mode, offset, len);
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return ret;
 	SK_ENTER();
 	if (ret < 0)
@@ -401,7 +401,7 @@ SK_EXPORT int posix_fallocate(int fd, off_t offset, off_t len)
 	if (sk_likely(!sk_fd_maybe_shm(fd)))
 		return REAL(posix_fallocate)(fd, offset, len);
 	int ret = REAL(posix_fallocate)(fd, offset, len);
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return ret;
 	SK_ENTER();
 	if (ret != 0)
@@ -425,14 +425,42 @@ static void fd_unmark(int fd)
 
 SK_EXPORT int close(int fd)
 {
-	if (sk_likely(!sk_fd_maybe_shm(fd) && fd < sk_unw_fd[0]))
+	if (sk_likely(!sk_fd_maybe_shm(fd)) && sk_likely(!sk_rec_in_unwind))
 		return REAL(close)(fd);
+	/* libunwind closes its pipe before reopening it, after it found the
+	 * pipe closed: by then the numbers may be the program's. */
+	if (sk_rec_in_unwind && (fd == sk_unw_fd[0] || fd == sk_unw_fd[1]))
+		return 0;
 	int ret = REAL(close)(fd);
 	SK_ENTER();
 	/* Linux releases the fd even when close fails (EINTR, EIO). */
 	fd_unmark(fd);
-	if (fd >= sk_unw_fd[0])
-		sk_rec_fd_closed();     /* the unwinder's pipe (core/record.h) */
+	SK_LEAVE();
+	return ret;
+}
+
+/* Moves a pipe that libunwind makes (core/record.c) to the top of the fd
+ * range; any other pipe2 is forwarded untouched. */
+SK_EXPORT int pipe2(int fds[2], int flags)
+{
+	int ret = REAL(pipe2)(fds, flags);
+	if (sk_likely(!sk_rec_in_unwind) || ret != 0)
+		return ret;
+	SK_ENTER();
+	struct rlimit rl;
+	long floor = 1024;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		floor = (long)rl.rlim_cur;
+	floor = floor > 64 ? floor - 16 : 3;
+	for (int i = 0; i < 2; i++) {
+		long nfd = syscall(SYS_fcntl, fds[i], F_DUPFD_CLOEXEC, floor);
+		if (nfd >= 0) {
+			syscall(SYS_close, fds[i]);
+			fds[i] = (int)nfd;
+		}
+	}
+	sk_unw_fd[0] = fds[0];
+	sk_unw_fd[1] = fds[1];
 	SK_LEAVE();
 	return ret;
 }
@@ -450,8 +478,6 @@ SK_EXPORT int close_range(unsigned first, unsigned last, int flags)
 			sk_fd_unmark_range(first, last);
 			sk_tab_unlock();
 		}
-		if (last >= (unsigned)sk_unw_fd[0])
-			sk_rec_fd_closed();
 		SK_LEAVE();
 	}
 	return ret;

@@ -22,7 +22,7 @@ enum { HOW_FORK, HOW__FORK, HOW_SPAWN, HOW_SPAWNP };
 
 static int logging(void)
 {
-	return !sk_busy && sk_on() && sk_log_is_open();
+	return sk_on() && sk_log_is_open();
 }
 
 SK_EXPORT pid_t fork(void)

@@ -69,6 +69,7 @@ void sk_real_resolve(void)
 	RESOLVE(fallocate, NULL);
 	RESOLVE(posix_fallocate, NULL);
 	RESOLVE(close_range, NULL);
+	RESOLVE(pipe2, NULL);
 	RESOLVE(dup, NULL);
 	RESOLVE(dup2, NULL);
 	RESOLVE(dup3, NULL);

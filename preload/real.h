@@ -27,6 +27,7 @@ struct sk_real {
 	int (*fallocate)(int, int, off_t, off_t);
 	int (*posix_fallocate)(int, off_t, off_t);
 	int (*close)(int);
+	int (*pipe2)(int[2], int);
 	int (*close_range)(unsigned, unsigned, int);
 	int (*dup)(int);
 	int (*dup2)(int, int);

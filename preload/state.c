@@ -326,10 +326,20 @@ void sk_child_after_fork(void)
 	S.log_opener = 0;
 }
 
+/* exit() and return from main pass their status to on_exit handlers (not to
+ * destructors): the log's exit record carries it. */
+static int exit_status = -1;
+static void note_exit_status(int status, void *arg)
+{
+	(void)arg;
+	exit_status = status;
+}
+
 __attribute__((constructor)) static void shmk_init(int argc, char **argv, char **envp)
 {
 	(void)envp;
 	copy_args(argc, argv);
+	on_exit(note_exit_status, NULL);
 	sk_on();
 }
 
@@ -342,7 +352,7 @@ __attribute__((destructor)) static void shmk_fini(void)
 	if (__atomic_load_n(&sk_state, __ATOMIC_ACQUIRE) == SK_ON &&
 	    __atomic_load_n(&S.log_state, __ATOMIC_ACQUIRE) == 1) {
 		sk_busy = 1;
-		sk_log_close(-1);
+		sk_log_close(exit_status);
 		sk_busy = 0;
 	}
 	/* Leave the span's table: the last process to go removes it. */

@@ -11,8 +11,13 @@
 #include "core/compiler.h"
 #include "core/logfmt.h"
 
-/* Set while this thread is inside the library's own bookkeeping: a wrapped
- * call made from there is forwarded untouched. Checked before anything else. */
+/* Set while this thread initialises the library or runs its exit path: a
+ * wrapped call made from there is forwarded untouched. The wrappers do not
+ * set it around their bookkeeping: that calls no wrapped function (raw
+ * syscalls, the real functions), and a signal handler that interrupts it and
+ * calls a wrapped function is the program's call, to be recorded like any
+ * other (each shared structure detects its own re-entry: the segment table's
+ * lock knows its owner, the log is lock-free, the span returns -EDEADLK). */
 extern SK_TLS int sk_busy;
 
 enum { SK_UNINIT, SK_INITING, SK_ON, SK_OFF };
@@ -53,8 +58,9 @@ void sk_count_failed(enum sk_fn fn);
 /* The fork child's side, for fork (through pthread_atfork) and _Fork. */
 void sk_child_after_fork(void);
 
-/* Each wrapper brackets its bookkeeping with these. */
-#define SK_ENTER() int sk_errno_ = errno; sk_busy = 1
-#define SK_LEAVE() do { sk_busy = 0; errno = sk_errno_; } while (0)
+/* Each wrapper brackets its bookkeeping with these: errno as the real call
+ * left it is what the caller sees. */
+#define SK_ENTER() int sk_errno_ = errno
+#define SK_LEAVE() do { errno = sk_errno_; } while (0)
 
 #endif

@@ -35,7 +35,7 @@ static void record_implicit(const struct sk_attach *p, int n)
 SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 {
 	int ret = REAL(shmget)(key, size, shmflg);
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return ret;
 	SK_ENTER();
 	if (ret < 0) {
@@ -112,6 +112,12 @@ static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint64_t siz
 	int saved = errno;
 	void *ret;
 	*why = 0;
+	/* SHM_REMAP without an address is the kernel's EINVAL: not ours to
+	 * turn into a placement. */
+	if (!shmaddr && (shmflg & SHM_REMAP)) {
+		*r = 0;
+		return REAL(shmat)(shmid, shmaddr, shmflg);
+	}
 	if (!shmaddr) {
 		void *a;
 		*r = sk_span_place(&k, 0, 0, &t, &a);
@@ -166,9 +172,8 @@ static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint64_t siz
 
 SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 {
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return REAL(shmat)(shmid, shmaddr, shmflg);
-	sk_busy = 1;
 	uint64_t size = segment_size(shmid);
 	unsigned flags = 0, why;
 	int r;
@@ -207,9 +212,8 @@ SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 
 SK_EXPORT int shmdt(const void *shmaddr)
 {
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return REAL(shmdt)(shmaddr);
-	sk_busy = 1;
 	int saved = errno, ret, shmid = -1;
 	/* Inside the span, the detach puts the reservation back in the same
 	 * step (mmap PROT_NONE MAP_FIXED, which the kernel counts as shmdt). */
@@ -243,7 +247,7 @@ SK_EXPORT int shmdt(const void *shmaddr)
 SK_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 {
 	int ret = REAL(shmctl)(shmid, cmd, buf);
-	if (sk_unlikely(sk_busy) || !sk_on())
+	if (!sk_on())
 		return ret;
 	int op = cmd & ~IPC_64;
 	if (op != IPC_RMID && op != IPC_SET && op != SHM_LOCK && op != SHM_UNLOCK) {
