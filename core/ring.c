@@ -178,6 +178,9 @@ static void sk_header_init(shmk_shm_header *h, size_t size)
 	h->rbuf.end = size;
 	c->magic = SK_SEG_MAGIC;
 	c->version = SK_SEG_VERSION;
+	/* relaxed: the segment is not shared yet */
+	atomic_store_explicit(&c->msg_head, SHMK_SHM_RESERVED, memory_order_relaxed);
+	atomic_store_explicit(&c->msg_tail, SHMK_SHM_RESERVED, memory_order_relaxed);
 }
 
 static struct sk_seg *sk_seg_alloc(enum shmk_impl impl, size_t size, int master)
@@ -659,7 +662,10 @@ int shmk_shm_data_alloc(shmk_shm_desc *desc, size_t size, void **ptr)
 	h = desc->header;
 	if (sk_ring_snap(&h->rbuf, desc->orig_size, 1, &r) < 0)
 		return EINVAL;
-	if (r.head != r.tail)
+	/* acquire: as in sk_ring_snap; the values are only compared */
+	if (r.head != r.tail ||
+	    atomic_load_explicit(&sk_ctrl_of(desc)->msg_head, memory_order_acquire) !=
+	    atomic_load_explicit(&sk_ctrl_of(desc)->msg_tail, memory_order_acquire))
 		return EBUSY;
 	at = h->cdata_end;
 	if (at < SHMK_SHM_RESERVED || at > r.begin)
@@ -675,6 +681,8 @@ int shmk_shm_data_alloc(shmk_shm_desc *desc, size_t size, void **ptr)
 		return ENOSPC;
 	h->cdata_end = nend;
 	h->rbuf.begin = h->rbuf.head = h->rbuf.tail = rbegin;
+	sk_msg_reset(desc, rbegin);
+	sk_seg_of(desc)->msg_ready = 0;   /* our message layer re-reads the bounds */
 	*ptr = (char *)desc->header + at;
 	return 0;
 }

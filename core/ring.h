@@ -3,9 +3,10 @@
  *
  * The control block sits at SK_CTRL_OFF, after the seed's public header and
  * before SHMK_SHM_RESERVED. The peer can rewrite all of it: nothing in it is
- * ever used as an address, an offset or a size. The futex words are only
- * waited on and woken; the holder word only decides whether to report
- * EOWNERDEAD.
+ * used as an address, an offset or a size unchecked: the message positions
+ * are checked against the ring bounds on every load, like rbuf's; the futex
+ * words are only waited on and woken; the waiters flags only decide whether
+ * to wake; the holder word only decides whether to report EOWNERDEAD.
  */
 #ifndef SHMK_RING_H
 #define SHMK_RING_H
@@ -20,29 +21,39 @@
 
 #define SK_CTRL_OFF     64
 #define SK_SEG_MAGIC    0x31474e524b4d4853ull   /* "SHMKRNG1" */
-#define SK_SEG_VERSION  1u
+#define SK_SEG_VERSION  2u      /* 2: message positions in the control block */
 #define SK_CACHELINE    64
 #define SK_MIN_RING     64      /* bytes of ring shmk_shm_data_alloc leaves */
 
+/* The message layer keeps its positions here, not in rbuf.head/rbuf.tail:
+ * those two share a cache line in the seed's header, and a line written by
+ * both sides on every message moves between the CPUs twice per message
+ * (measured: bench/ring, see core/msg.c). Each side's line holds what that
+ * side writes per message (its index, the sequence word it bumps to wake the
+ * other) and the waiters flag it reads after each publish, which the other
+ * side writes only when it goes to sleep. */
 struct sk_ctrl {
 	uint64_t magic;
 	uint32_t version;
 	/* Nonzero while some process holds the kernel lock (see sk_lock). */
 	_Atomic uint32_t holder;
 	char pad0[SK_CACHELINE - 16];
-	/* The consumer sleeps on data_seq, the producer on space_seq; each
-	 * pair on its own line so a wake does not bounce the other side's. */
-	_Atomic uint32_t data_seq;
-	_Atomic uint32_t data_waiters;
-	char pad1[SK_CACHELINE - 8];
-	_Atomic uint32_t space_seq;
-	_Atomic uint32_t space_waiters;
-	char pad2[SK_CACHELINE - 8];
+	/* producer's line */
+	_Atomic size_t msg_tail;          /* first free byte of the message ring */
+	_Atomic uint32_t data_seq;        /* the consumer sleeps on it */
+	_Atomic uint32_t data_waiters;    /* set by a consumer about to sleep */
+	char pad1[SK_CACHELINE - 16];
+	/* consumer's line */
+	_Atomic size_t msg_head;          /* first unread record */
+	_Atomic uint32_t space_seq;       /* the producer sleeps on it */
+	_Atomic uint32_t space_waiters;   /* set by a producer about to sleep */
+	char pad2[SK_CACHELINE - 16];
 };
 
 _Static_assert(sizeof(shmk_shm_header) <= SK_CTRL_OFF, "header fits before ctrl");
 _Static_assert(SK_CTRL_OFF + sizeof(struct sk_ctrl) <= SHMK_SHM_RESERVED,
                "ctrl fits in the reserved area");
+_Static_assert(sizeof(size_t) == 8, "the control block layout assumes LP64");
 /* The public fields are plain size_t; they are accessed through _Atomic
  * casts (liburing's io_uring_smp_load_acquire does the same). */
 _Static_assert(sizeof(_Atomic size_t) == sizeof(size_t) &&
@@ -93,6 +104,17 @@ static inline struct sk_seg *sk_seg_of(shmk_shm_desc *d)
 static inline struct sk_ctrl *sk_ctrl_of(shmk_shm_desc *d)
 {
 	return (struct sk_ctrl *)((char *)d->header + SK_CTRL_OFF);
+}
+
+/* Sets the message ring empty at pos (creation, shmk_shm_data_alloc). */
+static inline void sk_msg_reset(shmk_shm_desc *d, size_t pos)
+{
+	struct sk_ctrl *c = sk_ctrl_of(d);
+
+	/* relaxed: done before the segment is shared, or by its creator before
+	 * the ring is used (shmk_shm_data_alloc's contract) */
+	atomic_store_explicit(&c->msg_head, pos, memory_order_relaxed);
+	atomic_store_explicit(&c->msg_tail, pos, memory_order_relaxed);
 }
 
 /* Reads rbuf's four offsets once and checks them against a mapping of size

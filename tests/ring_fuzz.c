@@ -8,6 +8,8 @@
  *   ring_fuzz [SECONDS [SEED]]     default 3 seconds, seed from the clock;
  *                                  SHMK_FUZZ_SEED in the environment too.
  * The seed is printed first so that a failure can be replayed.
+ * (The message layer's head and tail are in the control block, not in
+ * rbuf: both are scribbled on like the header's offsets.)
  */
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +21,7 @@
 #include <time.h>
 
 #include <shmkeeper.h>
+#include "core/ring.h"     /* where the message positions live */
 
 static uint64_t rng_state;
 
@@ -78,7 +81,15 @@ static void scribble(shmk_shm_desc *d)
 		&h->rbuf.begin, &h->rbuf.end, &h->rbuf.head, &h->rbuf.tail };
 	unsigned char *base = (unsigned char *)h;
 
-	switch (rnd() % 4) {
+	switch (rnd() % 5) {
+	case 4:     /* the message positions in the control block */
+		for (int i = 0; i < 2; i++) {
+			size_t v = evil(size), off = SK_CTRL_OFF + (rnd() & 1 ?
+				offsetof(struct sk_ctrl, msg_head) : offsetof(struct sk_ctrl, msg_tail));
+
+			memcpy(base + off, &v, sizeof v);
+		}
+		break;
 	case 0:     /* every field */
 		for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
 			*f[i] = evil(size);
@@ -184,10 +195,16 @@ static void *hostile(void *arg)
 	volatile size_t *f = (volatile size_t *)d->header;
 	uint64_t x = 88172645463325252ull;
 
+	/* the header's 7 words, then the control block's message positions */
+	static const size_t words[] = { 0, 1, 2, 3, 4, 5, 6,
+		(SK_CTRL_OFF + offsetof(struct sk_ctrl, msg_head)) / sizeof(size_t),
+		(SK_CTRL_OFF + offsetof(struct sk_ctrl, msg_tail)) / sizeof(size_t) };
+
 	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		/* a header word, a bad value, now and then a good one back */
-		f[x % 7] = x & 1 ? (size_t)(x >> 8) : 256 + (size_t)((x >> 8) % (d->orig_size - 256)) / 8 * 8;
+		/* a word, a bad value, now and then a good one back */
+		f[words[x % 9]] = x & 1 ? (size_t)(x >> 8)
+		                  : 256 + (size_t)((x >> 8) % (d->orig_size - 256)) / 8 * 8;
 	}
 	return NULL;
 }

@@ -205,6 +205,38 @@ Test(ring, data_alloc)
 	shmk_shm_done(d);
 }
 
+/* Messages keep their positions in the control block: rbuf.head and
+ * rbuf.tail stay where they were, a queued message still makes data_alloc
+ * EBUSY, and a ring moved by data_alloc is the one messages use. */
+Test(ring, msg_positions_and_data_alloc)
+{
+	shmk_shm_desc *d = mk(SHMK_IMPL_SYSV, 8192);
+	char out[64];
+	size_t len, rb;
+	void *a;
+
+	cr_assert_eq(shmk_msg_send(d, "early", 5, 0), 0);
+	cr_assert_eq(shmk_shm_data_alloc(d, 100, &a), EBUSY);
+	cr_assert_eq(d->header->rbuf.head, SHMK_SHM_RESERVED);
+	cr_assert_eq(d->header->rbuf.tail, SHMK_SHM_RESERVED);
+	cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), 0);
+	cr_assert_eq(shmk_shm_data_alloc(d, 100, &a), 0);
+	rb = d->header->rbuf.begin;
+	cr_assert_gt(rb, SHMK_SHM_RESERVED);
+	memset(a, 0x77, 100);
+	for (int i = 0; i < 1000; i++) {
+		cr_assert_eq(shmk_msg_send(d, "0123456789abcdef", 1 + i % 16, 0), 0);
+		cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), 0);
+		cr_assert_eq(len, (size_t)(1 + i % 16));
+		cr_assert_eq(memcmp(out, "0123456789abcdef", len), 0);
+	}
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(((unsigned char *)a)[i], 0x77, "common data overwritten");
+	cr_assert_eq(d->header->rbuf.head, rb);
+	cr_assert_eq(d->header->rbuf.tail, rb);
+	shmk_shm_done(d);
+}
+
 Test(ring, rbuf_bytes_wrap_full_empty)
 {
 	shmk_shm_desc *d = mk(SHMK_IMPL_SYSV, 4096);
