@@ -1,6 +1,7 @@
 #!/bin/sh
 # The recording benchmark (issue 3): the shmcycle workload raw, preloaded
-# with backtraces off, preloaded with 16-frame backtraces, and under strace,
+# with backtraces off, preloaded with 16-frame backtraces (each with the span
+# placement on, the default, and off), and under strace,
 # interleaved round by round so that a noisy neighbour hits every variant
 # alike. Prints the median ns per cycle and its ratio to raw.
 #   bench/recording.sh [ROUNDS] [CYCLES]     (from the build directory)
@@ -14,7 +15,7 @@ lib=${SHMK_LIB:-$(pwd)/.libs/libshmkeeper.so}
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 out=$(mktemp)
-variants="raw bt0 bt16"
+variants="raw bt0 bt16 bt0-nospan bt16-nospan"
 command -v strace >/dev/null 2>&1 && variants="$variants strace"
 for r in $(seq "$rounds"); do
 	for v in $variants; do
@@ -23,6 +24,10 @@ for r in $(seq "$rounds"); do
 		raw)    t=$("$bin" "$cycles") ;;
 		bt0)    t=$(SHMKEEPER_LOG_DIR=$logs SHMKEEPER_BACKTRACE_DEPTH=0 LD_PRELOAD=$lib "$bin" "$cycles") ;;
 		bt16)   t=$(SHMKEEPER_LOG_DIR=$logs SHMKEEPER_BACKTRACE_DEPTH=16 LD_PRELOAD=$lib "$bin" "$cycles") ;;
+		# The same without placement in the span (issue 5): what recording
+		# alone costs.
+		bt0-nospan)  t=$(SHMKEEPER_SPAN=off SHMKEEPER_LOG_DIR=$logs SHMKEEPER_BACKTRACE_DEPTH=0 LD_PRELOAD=$lib "$bin" "$cycles") ;;
+		bt16-nospan) t=$(SHMKEEPER_SPAN=off SHMKEEPER_LOG_DIR=$logs SHMKEEPER_BACKTRACE_DEPTH=16 LD_PRELOAD=$lib "$bin" "$cycles") ;;
 		strace) t=$(strace -f -qq -e trace=%ipc -o /dev/null "$bin" $((cycles / 10))) ;;
 		esac
 		echo "$v $t" >> "$out"
@@ -31,8 +36,8 @@ done
 awk -v rounds="$rounds" '
 	{ v[$1, ++n[$1]] = $2; names[$1] = 1 }
 	END {
-		split("raw bt0 bt16 strace", order, " ")
-		for (i = 1; i <= 4; i++) {
+		split("raw bt0 bt16 bt0-nospan bt16-nospan strace", order, " ")
+		for (i = 1; i <= 6; i++) {
 			k = order[i]; if (!(k in names)) continue
 			m = n[k]; delete a
 			for (j = 1; j <= m; j++) a[j] = v[k, j]
@@ -41,8 +46,8 @@ awk -v rounds="$rounds" '
 				while (z > 0 && a[z] > y) { a[z + 1] = a[z]; z-- } a[z + 1] = y }
 			med[k] = (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
 		}
-		printf "%-8s %12s %8s   (%d rounds, interleaved)\n", "variant", "ns/cycle", "ratio", rounds
-		for (i = 1; i <= 4; i++) { k = order[i]; if (!(k in med)) continue
-			printf "%-8s %12.1f %8.3f\n", k, med[k], med[k] / med["raw"] }
+		printf "%-12s %12s %8s   (%d rounds, interleaved)\n", "variant", "ns/cycle", "ratio", rounds
+		for (i = 1; i <= 6; i++) { k = order[i]; if (!(k in med)) continue
+			printf "%-12s %12.1f %8.3f\n", k, med[k], med[k] / med["raw"] }
 	}' "$out"
 rm -f "$out"

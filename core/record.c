@@ -43,15 +43,15 @@ static void modules_check(void)
 	}
 }
 
-/* libunwind's first use opens a pipe (mem_validate_pipe, x86_64 Ginit.c)
- * with pipe2() at the lowest free fds, and keeps it: it would shift every fd
- * number the program gets afterwards (tests/diff_transparency.sh found it)
- * and sit where the program closes or dup2s. The pipe2 wrapper moves a pipe
- * made while this flag is set to the top of the fd range (preload/posix.c);
- * the flag is set around every call into libunwind, which reopens the pipe
- * if it finds it closed. */
+/* libunwind's first use makes a pipe (mem_validate_pipe, x86_64 Ginit.c)
+ * through which it validates addresses, at the lowest free fds, and keeps
+ * it: it would shift every fd number the program gets afterwards
+ * (tests/diff_transparency.sh found it) and sit where the program closes or
+ * dup2s. The flag is set around every call into libunwind; the pipe2 wrapper
+ * (preload/posix.c) moves a pipe made then to the top of the fd range and
+ * notes it in sk_unw_fd ({lo, hi}, INT_MAX until known). */
 SK_TLS int sk_rec_in_unwind;
-int sk_unw_fd[2] = { -1, -1 };
+int sk_unw_fd[2] = { INT_MAX, INT_MAX };
 
 void sk_rec_init(void)
 {
@@ -104,6 +104,12 @@ static unsigned backtrace_raw(uint64_t *out)
 		return 0;
 	if (depth > SK_MAX_FRAMES)
 		depth = SK_MAX_FRAMES;
+	/* A signal handler that interrupted this thread's own stack walk:
+	 * dl_iterate_phdr and libunwind hold glibc's loader lock there, and a
+	 * second walk would wait on it for ever. The event goes without a
+	 * stack. */
+	if (sk_unlikely(bt_mine))
+		return 0;
 	if (sk_unlikely(__atomic_load_n(&bt_forking, __ATOMIC_ACQUIRE)))
 		return 0;
 	/* Seq-cst pair with the prepare handler: either it sees us inside, or

@@ -21,7 +21,7 @@ extern struct sk_rec_cfg sk_rec_cfg;
 void sk_rec_init(void);
 /* Set while this thread is inside libunwind: a pipe it makes then is the
  * unwinder's, moved out of the program's way by the pipe2 wrapper, which
- * notes its fds here ({-1, -1} until then). */
+ * notes its fds here ({lo, hi}; INT_MAX until then). */
 extern SK_TLS int sk_rec_in_unwind;
 extern int sk_unw_fd[2];
 /* fork: no thread may be inside dl_iterate_phdr (see record.c). */

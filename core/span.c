@@ -1437,6 +1437,11 @@ void sk_span_commit(struct sk_span_ticket *tk, bool ok)
 {
 	if (tk->slot < 0)
 		return;
+	/* Marked as span code while the local lock is held: a signal handler
+	 * that interrupts us and attaches must get -EDEADLK from enter(), not
+	 * spin on our lock (tests/fault_host.sh signal). */
+	int was = in_span;
+	in_span = 1;
 	llock();
 	struct lslot *s = &S.slots[tk->slot];
 	if (ok) {
@@ -1449,6 +1454,7 @@ void sk_span_commit(struct sk_span_ticket *tk, bool ok)
 		ent_unmark(ent);
 	}
 	lunlock();
+	in_span = was;
 	tk->slot = -1;
 }
 

@@ -165,8 +165,18 @@ static void *mmap_span(void *addr, size_t len, int prot, int flags, int fd, off_
 			errno = saved;
 			ret = REAL(mmap)(a, len, prot, flags | MAP_FIXED, fd, off);
 			sk_span_commit(&t, ret != MAP_FAILED);
-			if (ret != MAP_FAILED)
+			if (ret != MAP_FAILED) {
 				*aflags |= SK_F_PLACED;
+				return ret;
+			}
+			/* Refused at that address: under warn, the kernel's own
+			 * choice is the answer the program would have had. */
+			if (sk_span_policy() == SK_SPAN_STRICT)
+				return ret;
+			errno = saved;
+			ret = REAL(mmap)(addr, len, prot, flags, fd, off);
+			if (ret != MAP_FAILED)
+				*why = SK_W_SPAN_FULL;
 			return ret;
 		}
 		if (*r == -ENODEV || *r == -EDEADLK || *r == -EINVAL) {
@@ -423,24 +433,55 @@ static void fd_unmark(int fd)
 	}
 }
 
+/* libunwind's pipe (core/record.c): libunwind validates addresses by
+ * reading and writing a byte through it, so it must stay libunwind's. The
+ * pipe2 wrapper below moves it to the top of the fd range; a program that
+ * closes those numbers (close, close_range) gets the pipe put back at once;
+ * one that dup2s its own fd onto them takes them for good, and then the
+ * library stops taking backtraces rather than let libunwind touch the
+ * program's fd. */
+static int unw_fd(int fd)
+{
+	return fd == sk_unw_fd[0] || fd == sk_unw_fd[1];
+}
+
+static void unw_fds_closed(void)
+{
+	int saved = errno, p[2];
+	if (syscall(SYS_pipe2, p, O_CLOEXEC | O_NONBLOCK) == 0) {
+		for (int i = 0; i < 2; i++) {
+			if (p[i] != sk_unw_fd[i]) {
+				syscall(SYS_dup3, p[i], sk_unw_fd[i], O_CLOEXEC);
+				syscall(SYS_close, p[i]);
+			}
+		}
+	}
+	errno = saved;
+}
+
+static void unw_fd_taken(void)
+{
+	sk_rec_cfg.bt_depth = 0;
+	sk_say("the program took the unwinder's file descriptors: events are recorded without backtraces from now on");
+}
+
 SK_EXPORT int close(int fd)
 {
-	if (sk_likely(!sk_fd_maybe_shm(fd)) && sk_likely(!sk_rec_in_unwind))
+	if (sk_likely(!sk_fd_maybe_shm(fd)) && sk_likely(fd < sk_unw_fd[0]))
 		return REAL(close)(fd);
-	/* libunwind closes its pipe before reopening it, after it found the
-	 * pipe closed: by then the numbers may be the program's. */
-	if (sk_rec_in_unwind && (fd == sk_unw_fd[0] || fd == sk_unw_fd[1]))
+	/* libunwind closes its pipe before it makes a new one: keep ours. */
+	if (sk_rec_in_unwind && unw_fd(fd))
 		return 0;
 	int ret = REAL(close)(fd);
 	SK_ENTER();
 	/* Linux releases the fd even when close fails (EINTR, EIO). */
 	fd_unmark(fd);
+	if (unw_fd(fd))
+		unw_fds_closed();
 	SK_LEAVE();
 	return ret;
 }
 
-/* Moves a pipe that libunwind makes (core/record.c) to the top of the fd
- * range; any other pipe2 is forwarded untouched. */
 SK_EXPORT int pipe2(int fds[2], int flags)
 {
 	int ret = REAL(pipe2)(fds, flags);
@@ -459,8 +500,12 @@ SK_EXPORT int pipe2(int fds[2], int flags)
 			fds[i] = (int)nfd;
 		}
 	}
-	sk_unw_fd[0] = fds[0];
 	sk_unw_fd[1] = fds[1];
+	__atomic_store_n(&sk_unw_fd[0], fds[0] < fds[1] ? fds[0] : fds[1], __ATOMIC_RELEASE);
+	if (fds[0] > fds[1]) {
+		/* keep [0] the smaller for the fast path in close */
+		sk_unw_fd[1] = fds[0];
+	}
 	SK_LEAVE();
 	return ret;
 }
@@ -478,6 +523,8 @@ SK_EXPORT int close_range(unsigned first, unsigned last, int flags)
 			sk_fd_unmark_range(first, last);
 			sk_tab_unlock();
 		}
+		if (sk_unw_fd[0] >= (int)first && (unsigned)sk_unw_fd[0] <= last)
+			unw_fds_closed();
 		SK_LEAVE();
 	}
 	return ret;
@@ -506,9 +553,12 @@ SK_EXPORT int dup(int oldfd)
 
 SK_EXPORT int dup2(int oldfd, int newfd)
 {
-	if (sk_likely(!sk_fd_maybe_shm(oldfd) && !sk_fd_maybe_shm(newfd)))
+	if (sk_likely(!sk_fd_maybe_shm(oldfd) && !sk_fd_maybe_shm(newfd)) &&
+	    sk_likely(newfd < sk_unw_fd[0]))
 		return REAL(dup2)(oldfd, newfd);
 	int ret = REAL(dup2)(oldfd, newfd);
+	if (ret >= 0 && unw_fd(newfd) && oldfd != newfd)
+		unw_fd_taken();
 	if (ret >= 0 && oldfd != newfd) {
 		SK_ENTER();
 		fd_dup(oldfd, newfd);
@@ -519,9 +569,12 @@ SK_EXPORT int dup2(int oldfd, int newfd)
 
 SK_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
-	if (sk_likely(!sk_fd_maybe_shm(oldfd) && !sk_fd_maybe_shm(newfd)))
+	if (sk_likely(!sk_fd_maybe_shm(oldfd) && !sk_fd_maybe_shm(newfd)) &&
+	    sk_likely(newfd < sk_unw_fd[0]))
 		return REAL(dup3)(oldfd, newfd, flags);
 	int ret = REAL(dup3)(oldfd, newfd, flags);
+	if (ret >= 0 && unw_fd(newfd))
+		unw_fd_taken();
 	if (ret >= 0) {
 		SK_ENTER();
 		fd_dup(oldfd, newfd);

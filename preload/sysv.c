@@ -125,8 +125,20 @@ static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint64_t siz
 			errno = saved;
 			ret = REAL(shmat)(shmid, a, shmflg | SHM_REMAP);
 			sk_span_commit(&t, ret != (void *)-1);
-			if (ret != (void *)-1)
+			if (ret != (void *)-1) {
 				*flags |= SK_F_PLACED;
+				return ret;
+			}
+			/* The kernel refused the address, not necessarily the
+			 * segment (a SHM_HUGETLB one wants huge-page alignment):
+			 * under warn, its own choice is the answer the program
+			 * would have had. */
+			if (errno != EINVAL || sk_span_policy() == SK_SPAN_STRICT)
+				return ret;
+			errno = saved;
+			ret = REAL(shmat)(shmid, NULL, shmflg);
+			if (ret != (void *)-1)
+				*why = SK_W_SPAN_FULL;
 			return ret;
 		}
 		/* Span off, re-entered, or the segment's own error: the
