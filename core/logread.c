@@ -13,6 +13,10 @@
 #include "core/logread.h"
 
 #define WINDOW  (1024u * 1024u)  /* > the largest record (0xffff * 8 bytes) */
+/* The window starts at WINDOW_MIN and grows only for a record larger than
+ * it: the report merges a thousand logs at once (issue 4), and a megabyte
+ * each was a gigabyte of windows. 16 KiB is ~130 records of a pread. */
+#define WINDOW_MIN (16u * 1024u)
 #define HEADER_SIZE_MAX (1u << 20)
 
 struct sk_reader {
@@ -116,6 +120,20 @@ static ssize_t src_read(struct sk_reader *r, uint64_t off, void *buf, size_t n)
  * Returns 0, -ENODATA when the file ends first, or -errno. */
 static int view(struct sk_reader *r, uint64_t off, size_t n, const uint8_t **p)
 {
+	if (n > r->win_cap) {   /* a record larger than the window: grow it */
+		size_t cap = r->win_cap;
+		uint8_t *w;
+
+		while (cap < n)
+			cap *= 2;
+		if (cap > WINDOW)
+			cap = WINDOW;
+		if (cap < n || !(w = realloc(r->win, cap)))
+			return -ENOMEM;
+		r->win = w;
+		r->win_cap = cap;
+		r->win_len = 0;   /* refill below */
+	}
 	if (off < r->win_off || off + n > r->win_off + r->win_len) {
 		ssize_t k = src_read(r, off, r->win, r->win_cap);
 		if (k < 0)
@@ -197,7 +215,7 @@ static int start(struct sk_reader *r)
 
 	/* No bigger than the file: a record never is, and a small log (or the
 	 * fuzz target's thousands of them) should not cost a megabyte each. */
-	r->win_cap = r->size < WINDOW ? (size_t)SK_ALIGN8(r->size) + 8 : WINDOW;
+	r->win_cap = r->size < WINDOW_MIN ? (size_t)SK_ALIGN8(r->size) + 8 : WINDOW_MIN;
 	r->win = malloc(r->win_cap);
 	if (!r->win)
 		return -ENOMEM;

@@ -204,7 +204,21 @@ static void jsegments(struct jw *w)
 			fputs(", \"suppressed\": ", w->f);
 			jstr(w->f, s->suppressed);
 		}
-		fprintf(w->f, ", \"attaches\": %u,\n     \"created\": ", s->attaches);
+		fprintf(w->f, ", \"attaches\": %u", s->attaches);
+		if (s->placed)
+			fprintf(w->f, ", \"placed\": %u", s->placed);
+		if (s->cleanup_err && s->cleanup_failed_by) {
+			const char *en = strerrorname_np(s->cleanup_err);
+
+			fprintf(w->f, ", \"cleanup_failed\": {\"process\": %d, \"pid\": %u, \"error\": ",
+				s->cleanup_failed_by->idx, s->cleanup_failed_by->hdr.pid);
+			if (en)
+				jstr(w->f, en);
+			else
+				fprintf(w->f, "\"%d\"", s->cleanup_err);
+			fputc('}', w->f);
+		}
+		fputs(",\n     \"created\": ", w->f);
 		if (s->create) {
 			fprintf(w->f, "{\"process\": %d, \"pid\": %u, \"time\": ", s->create->p->idx,
 				s->create->p->hdr.pid);
@@ -216,9 +230,12 @@ static void jsegments(struct jw *w)
 			fputs("null", w->f);
 		fputs(",\n     \"removed\": ", w->f);
 		if (s->remove) {
-			fprintf(w->f, "{\"process\": %d, \"pid\": %u, \"how\": \"%s\", \"time\": ",
+			fprintf(w->f, "{\"process\": %d, \"pid\": %u, \"how\": \"%s\", ",
 				s->remove->p->idx, s->remove->p->hdr.pid,
 				s->removed_by_cleanup ? "cleanup" : "call");
+			if (s->removed_by_cleanup && s->cleanup_signo > 0)
+				fprintf(w->f, "\"signal\": %d, ", s->cleanup_signo);
+			fputs("\"time\": ", w->f);
 			jtime(w->f, s->remove->p, s->remove->mono);
 			fprintf(w->f, ", \"mono_ns\": %" PRIu64 ", \"backtrace\": ", s->remove->mono);
 			jbacktrace(w, s->remove);
@@ -226,11 +243,15 @@ static void jsegments(struct jw *w)
 		} else
 			fputs("null", w->f);
 		fputs(",\n     \"events\": [", w->f);
+		bool first = true;
 		for (size_t j = 0; j < s->nuses; j++) {
 			const struct tuse *u = &s->uses[j];
 
+			if (u->kind == USE_OMITTED)
+				continue;
 			fprintf(w->f, "%s{\"type\": \"%s\", \"process\": %d, \"pid\": %u, \"time\": ",
-				j ? ", " : "", use_names[u->kind], u->p->idx, u->p->hdr.pid);
+				first ? "" : ", ", use_names[u->kind], u->p->idx, u->p->hdr.pid);
+			first = false;
 			jtime(w->f, u->p, u->mono);
 			fprintf(w->f, ", \"mono_ns\": %" PRIu64, u->mono);
 			if (u->kind == USE_ATTACH || u->kind == USE_DETACH)
@@ -240,16 +261,61 @@ static void jsegments(struct jw *w)
 				fprintf(w->f, ", \"size\": %" PRIu64, u->len);
 			if (u->implicit)
 				fprintf(w->f, ", \"implicit\": \"%s\"",
-					u->ev ? "mapped_over" : u->at_exec ? "exec" : "exit");
+					!u->at_end ? "mapped_over" : u->at_exec ? "exec" : "exit");
+			if (u->placed)
+				fputs(", \"placed\": true", w->f);
 			if (u->inherited)
 				fputs(", \"inherited\": true", w->f);
 			if (u->partial)
 				fputs(", \"partial\": true", w->f);
 			fputc('}', w->f);
 		}
-		fputs("]}", w->f);
+		fputc(']', w->f);
+		if (s->uses_omitted) {   /* histories cut (model.c, MODEL_HIST_KEEP) */
+			first = true;
+			fputs(",\n     \"events_omitted\": [", w->f);
+			for (size_t j = 0; j < s->nuses; j++) {
+				const struct tuse *u = &s->uses[j];
+
+				if (u->kind != USE_OMITTED)
+					continue;
+				fprintf(w->f, "%s{\"process\": %d, \"pid\": %u, \"count\": %" PRIu64
+					", \"after_mono_ns\": %" PRIu64 "}", first ? "" : ", ",
+					u->p->idx, u->p->hdr.pid, u->len, u->mono);
+				first = false;
+			}
+			fputc(']', w->f);
+		}
+		fputc('}', w->f);
 	}
 	fputs(w->m->nsegs ? "\n  ],\n" : "],\n", w->f);
+}
+
+/* SK_EV_WARN records kept by the model (the first MODEL_WARN_KEEP of each
+ * code in each image), in time order. */
+static void jwarnings(struct jw *w)
+{
+	fputs("  \"warnings\": [", w->f);
+	for (size_t i = 0; i < w->m->nwarns; i++) {
+		const struct twarn *x = &w->m->warns[i];
+
+		fprintf(w->f, "%s\n    {\"code\": \"%s\", \"code_number\": %u, \"process\": %d, "
+			"\"pid\": %u, \"time\": ", i ? "," : "", model_warn_name(x->code), x->code,
+			x->p->idx, x->p->hdr.pid);
+		jtime(w->f, x->p, x->mono);
+		fprintf(w->f, ", \"mono_ns\": %" PRIu64 ", \"text\": ", x->mono);
+		jstr(w->f, x->text);
+		fprintf(w->f, ", \"arg1\": %" PRId64 ", \"arg2\": %" PRId64, x->arg1, x->arg2);
+		if (x->code == SK_W_ADDR_IN_SPAN || x->code == SK_W_SPAN_TAKEN)
+			fprintf(w->f, ", \"address\": \"0x%" PRIx64 "\"", (uint64_t)x->arg1);
+		if ((x->code == SK_W_SPAN_FULL || x->code == SK_W_PLACE_REFUSED) &&
+		    x->arg1 > 0 && x->arg1 < 4096 && strerrorname_np((int)x->arg1)) {
+			fputs(", \"error\": ", w->f);
+			jstr(w->f, strerrorname_np((int)x->arg1));
+		}
+		fputc('}', w->f);
+	}
+	fputs(w->m->nwarns ? "\n  ],\n" : "],\n", w->f);
 }
 
 static void jopt_idx(FILE *f, const char *key, const struct tproc *p)
@@ -298,6 +364,15 @@ static void jprocs(struct jw *w)
 	fputs(w->m->nprocs ? "\n  ]\n" : "]\n", w->f);
 }
 
+static uint64_t events_omitted(const struct model *m)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < m->nsegs; i++)
+		n += m->segs[i]->uses_omitted;
+	return n;
+}
+
 void report_json(FILE *f, struct model *m, struct symbolizer *s, const struct options *o)
 {
 	struct jw w = { .f = f, .m = m, .s = s };
@@ -310,12 +385,16 @@ void report_json(FILE *f, struct model *m, struct symbolizer *s, const struct op
 		"\"segments_removed\": %u, \"removed_by_other\": %u, \"gone\": %u, "
 		"\"leaks\": %u, \"leaks_unknown_status\": %u, \"leaked_bytes\": %" PRIu64 ", "
 		"\"logs_unreadable\": %u, \"logs_damaged\": %u, "
-		"\"suppressed\": %u, \"suppressed_bytes\": %" PRIu64 "},\n",
+		"\"suppressed\": %u, \"suppressed_bytes\": %" PRIu64 ", "
+		"\"warnings\": %zu, \"warnings_omitted\": %" PRIu64 ", "
+		"\"events_omitted\": %" PRIu64 "},\n",
 		m->nprocs, m->n_created, m->n_removed, m->n_removed_other, m->n_gone,
 		m->n_leaked + m->n_leak_unknown, m->n_leak_unknown, m->leaked_bytes,
-		m->bad_files, m->damaged_files, m->n_suppressed, m->suppressed_bytes);
+		m->bad_files, m->damaged_files, m->n_suppressed, m->suppressed_bytes,
+		m->nwarns + (size_t)m->warns_omitted, m->warns_omitted, events_omitted(m));
 	jleaks(&w);
 	jsegments(&w);
+	jwarnings(&w);
 	jprocs(&w);
 	fputs("}\n", f);
 }

@@ -6,7 +6,9 @@
  * recording; the process tree; a final summary line, as valgrind and
  * LeakSanitizer end theirs. Colour only on a terminal (or --color=always).
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -205,13 +207,20 @@ static void print_uses(struct ctx *c, const struct tseg *s, const char *indent)
 				   u->kind == USE_ATTACH ? (u->inherited ? "inherited" : "attached") :
 				   "detached";
 
+		if (u->kind == USE_OMITTED) {   /* a bounded history (model.c) */
+			fprintf(c->f, "%s... and %" PRIu64 " more use%s by pid %u (%s)\n", indent,
+				u->len, u->len == 1 ? "" : "s", u->p->hdr.pid, proc_name(u->p));
+			continue;
+		}
 		fmt_time(t, sizeof(t), u->p, u->mono);
 		fprintf(c->f, "%s%-9s by pid %u (%s)", indent, what, u->p->hdr.pid, proc_name(u->p));
 		if (u->kind == USE_RESIZE)
 			fprintf(c->f, " to %" PRIu64 " bytes", u->len);
 		else if (u->kind != USE_OPEN && u->addr)
 			fprintf(c->f, " at 0x%" PRIx64, u->addr);
-		if (u->kind == USE_DETACH && !u->ev)
+		if (u->placed)
+			fprintf(c->f, ", placed in the span");
+		if (u->at_end)
 			fprintf(c->f, ", implicitly at %s", u->at_exec ? "exec" : "exit");
 		else if (u->implicit)
 			fprintf(c->f, ", implicitly (mapped over)");
@@ -343,10 +352,150 @@ static void print_removed_other(struct ctx *c)
 	}
 }
 
-static void print_tree(struct ctx *c, const struct tproc *p, int depth)
+/* Segments that a termination cleanup removed (issue 6: "the report lists
+ * what cleanup removed"), and the cleanups that failed. */
+static void print_cleanups(struct ctx *c)
 {
 	struct model *m = c->m;
+	char id[SK_NAME_MAX + 64];
+	bool title = false;
 
+	for (size_t i = 0; i < m->nsegs; i++) {
+		const struct tseg *s = m->segs[i];
+
+		if (!s->removed_by_cleanup && !s->cleanup_err)
+			continue;
+		if (!title)
+			fprintf(c->f, "\n== Removed by termination cleanup:\n");
+		title = true;
+		seg_ident(id, sizeof(id), s);
+		fprintf(c->f, "   %s, %" PRIu64 " bytes", id, s->size);
+		if (s->create)
+			fprintf(c->f, ": created by pid %u (%s)", s->create->p->hdr.pid,
+				proc_name(s->create->p));
+		if (s->removed_by_cleanup) {
+			fprintf(c->f, ", removed by pid %u (%s) ", s->remove->p->hdr.pid,
+				proc_name(s->remove->p));
+			if (s->cleanup_signo > 0 && s->cleanup_signo < NSIG)
+				fprintf(c->f, "at signal %d (SIG%s)\n", s->cleanup_signo,
+					sigabbrev_np(s->cleanup_signo) ? sigabbrev_np(s->cleanup_signo) : "?");
+			else
+				fprintf(c->f, "at exit\n");
+		} else
+			fprintf(c->f, ", cleanup by pid %u (%s) failed: %s\n",
+				s->cleanup_failed_by->hdr.pid, proc_name(s->cleanup_failed_by),
+				strerror(s->cleanup_err));
+	}
+}
+
+static const char *warn_what(unsigned code)
+{
+	switch (code) {
+	case SK_W_SPAN_TAKEN: return "the span's address range was taken at start-up";
+	case SK_W_SPAN_FULL: return "not placed in the span, the kernel's address was used";
+	case SK_W_PLACE_REFUSED: return "refused by the strict span policy";
+	case SK_W_ADDR_IN_SPAN: return "an explicit address inside the span";
+	case SK_W_UNKNOWN_DETACH: return "detach of an address not seen attached";
+	default: return "a code this shmkeeper does not know";
+	}
+}
+
+/* The arguments, as the library gives them (core/span.h). */
+static void print_warn_args(struct ctx *c, const struct twarn *w)
+{
+	/* arg2 is the shmid of a shmat, the fd of an mmap */
+	const char *what2 = strncmp(w->text, "mmap", 4) == 0 ? "fd" : "shmid";
+	const char *en = w->arg1 > 0 && w->arg1 < 4096 ? strerrorname_np((int)w->arg1) : NULL;
+
+	switch (w->code) {
+	case SK_W_SPAN_TAKEN:
+		fprintf(c->f, "span 0x%" PRIx64 ", %" PRId64 " bytes", (uint64_t)w->arg1, w->arg2);
+		break;
+	case SK_W_SPAN_FULL:
+	case SK_W_PLACE_REFUSED:
+		if (en)
+			fprintf(c->f, "error %s, %s %" PRId64, en, what2, w->arg2);
+		else
+			fprintf(c->f, "error %" PRId64 ", %s %" PRId64, w->arg1, what2, w->arg2);
+		break;
+	case SK_W_ADDR_IN_SPAN:
+		fprintf(c->f, "address 0x%" PRIx64 ", %s %" PRId64, (uint64_t)w->arg1, what2, w->arg2);
+		break;
+	default:
+		fprintf(c->f, "arg1 %" PRId64 ", arg2 %" PRId64, w->arg1, w->arg2);
+		break;
+	}
+}
+
+static unsigned warn_slot(unsigned code)
+{
+	return code < MODEL_WARN_CODES ? code : 0;
+}
+
+static int cmp_warn(const void *a, const void *b)
+{
+	const struct twarn *x = *(const struct twarn *const *)a, *y = *(const struct twarn *const *)b;
+
+	if (warn_slot(x->code) != warn_slot(y->code))
+		return warn_slot(x->code) < warn_slot(y->code) ? -1 : 1;
+	if (x->p->idx != y->p->idx)
+		return x->p->idx < y->p->idx ? -1 : 1;
+	return x < y ? -1 : x > y;   /* the array is in time order */
+}
+
+/* SK_EV_WARN records, by code, then process: each with its text and
+ * arguments; the model keeps the first MODEL_WARN_KEEP of a code in an image. */
+static void print_warnings(struct ctx *c)
+{
+	struct model *m = c->m;
+	const struct twarn **v;
+	char t[48];
+	size_t i = 0;
+
+	if (!m->nwarns)
+		return;
+	v = malloc(m->nwarns * sizeof(*v));
+	if (!v)
+		return;
+	for (size_t k = 0; k < m->nwarns; k++)
+		v[k] = &m->warns[k];
+	qsort(v, m->nwarns, sizeof(*v), cmp_warn);
+	fprintf(c->f, "\n== Warnings:\n");
+	while (i < m->nwarns) {
+		unsigned slot = warn_slot(v[i]->code), total = 0, nprocs = 0;
+
+		for (size_t k = 0; k < m->nprocs; k++) {
+			total += m->procs[k]->warn_count[slot];
+			nprocs += m->procs[k]->warn_count[slot] != 0;
+		}
+		fprintf(c->f, "   %s%s%s: %s: %u in %u process%s\n", c->bold,
+			slot ? model_warn_name(slot) : "unknown", c->off, warn_what(slot),
+			total, nprocs, nprocs == 1 ? "" : "es");
+		while (i < m->nwarns && warn_slot(v[i]->code) == slot) {
+			const struct tproc *p = v[i]->p;
+			unsigned shown = 0;
+
+			fprintf(c->f, "     pid %u (%s):\n", p->hdr.pid, proc_name(p));
+			for (; i < m->nwarns && warn_slot(v[i]->code) == slot && v[i]->p == p; i++, shown++) {
+				const struct twarn *w = v[i];
+
+				fmt_time(t, sizeof(t), p, w->mono);
+				fprintf(c->f, "       %s", w->text[0] ? w->text : warn_what(w->code));
+				if (slot == 0)
+					fprintf(c->f, " (code %u)", w->code);
+				fputs(": ", c->f);
+				print_warn_args(c, w);
+				fprintf(c->f, " %s%s%s\n", c->dim, t, c->off);
+			}
+			if (p->warn_count[slot] > shown)
+				fprintf(c->f, "       ... and %u more\n", p->warn_count[slot] - shown);
+		}
+	}
+	free(v);
+}
+
+static void print_tree(struct ctx *c, const struct tproc *p, int depth)
+{
 	fprintf(c->f, "   %*s%s%u %s", depth * 2, "", depth ? "`- " : "", p->hdr.pid, proc_name(p));
 	fprintf(c->f, " [");
 	print_argv(c, p);
@@ -363,9 +512,9 @@ static void print_tree(struct ctx *c, const struct tproc *p, int depth)
 	fputc('\n', c->f);
 	/* Children of every image of this process. */
 	for (const struct tproc *img = p; img; img = img->exec_next)
-		for (size_t i = 0; i < m->nprocs; i++)
-			if (m->procs[i]->parent == img && !m->procs[i]->exec_prev && depth < 64)
-				print_tree(c, m->procs[i], depth + 1);
+		for (const struct tproc *ch = img->child; ch; ch = ch->sibling)
+			if (!ch->exec_prev && depth < 64)
+				print_tree(c, ch, depth + 1);
 }
 
 static void print_procs(struct ctx *c)
@@ -405,6 +554,8 @@ void report_text(FILE *f, struct model *m, struct symbolizer *s, const struct op
 		m->n_removed, m->n_removed_other, leaks, m->leaked_bytes);
 	print_leaks(&c);
 	print_removed_other(&c);
+	print_cleanups(&c);
+	print_warnings(&c);
 	print_procs(&c);
 	if (o->show_all) {
 		char id[SK_NAME_MAX + 64];

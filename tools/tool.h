@@ -61,6 +61,9 @@ struct tmodule {
 	uint64_t from_seq, to_seq;   /* record indexes during which it was loaded */
 };
 
+/* SK_W_* codes 1 to MODEL_WARN_CODES - 1; 0 counts any other. */
+#define MODEL_WARN_CODES 8
+
 struct tproc {
 	int idx;                    /* in model.procs */
 	char *log_path;
@@ -78,17 +81,33 @@ struct tproc {
 	unsigned holes, bad;        /* reader diagnostics in this file */
 	bool truncated;
 	unsigned warnings;          /* SK_EV_WARN records */
+	unsigned warn_count[MODEL_WARN_CODES]; /* by code (0: codes unknown here) */
+	struct tproc *child, *sibling; /* fork children of this image, in idx order */
+	uint64_t first_mono;        /* model.c: no record of it is earlier */
 };
 
-/* A recorded event, kept after its file is closed. */
+/* A SK_EV_WARN record. The model keeps the first MODEL_WARN_KEEP of each
+ * code in each process image and counts the rest (tproc.warnings and
+ * model.warns_omitted). */
+#define MODEL_WARN_KEEP 16
+
+struct twarn {
+	const struct tproc *p;
+	uint64_t mono;
+	unsigned code;              /* SK_W_* */
+	int64_t arg1, arg2;
+	const char *text;           /* interned */
+};
+
+/* An event kept after its record is gone: a segment's creation or removal,
+ * a warning. Nothing else is kept per event: the model streams the logs
+ * (model.c) and its memory follows the segments and processes. */
 struct tev {
 	struct tproc *p;
 	uint64_t seq;               /* record index within its file */
 	uint64_t mono;
 	unsigned type;
-	void *rec;                  /* copy of the record */
-	const char *name;           /* into rec, or NULL */
-	const uint64_t *frames;     /* into rec */
+	const uint64_t *frames;     /* interned: one copy per distinct stack */
 	unsigned nframes;
 };
 
@@ -103,18 +122,26 @@ enum seg_status {
 	ST_NOT_CREATED,     /* a recorded process only opened or attached it */
 };
 
-enum use_kind { USE_OPEN, USE_ATTACH, USE_DETACH, USE_RESIZE };
+/* USE_OMITTED stands for uses that a bounded history left out: the first and
+ * last MODEL_HIST_KEEP uses of a segment by each process image are kept, the
+ * ones between are counted (len) and stand here, in time order after the
+ * first ones kept. */
+enum use_kind { USE_OPEN, USE_ATTACH, USE_DETACH, USE_RESIZE, USE_OMITTED };
+
+#define MODEL_HIST_KEEP 32
 
 struct tuse {
 	enum use_kind kind;
 	const struct tproc *p;      /* the process image that used it */
 	uint64_t mono;
-	const struct tev *ev;       /* NULL for unannounced detaches (exit, exec) */
-	uint64_t addr, len;
+	uint64_t addr, len;         /* USE_OMITTED: len = uses left out */
+	uint64_t order;             /* replay order, across processes */
+	bool at_end;                /* detach never announced: at exit or exec */
 	bool implicit;              /* detach at exit/exec, or SK_F_IMPLICIT */
 	bool inherited;             /* attachment inherited through fork */
 	bool partial;               /* munmap of part of it */
 	bool at_exec;               /* implicit detach by exec (else by exit) */
+	bool placed;                /* attach placed in the span (SK_F_PLACED, SK_EV_PLACE) */
 };
 
 struct tseg {
@@ -129,13 +156,19 @@ struct tseg {
 	const struct tev *create;   /* NULL: made by an unrecorded process */
 	const struct tev *remove;   /* NULL: no recorded removal */
 	bool removed_by_cleanup;    /* SK_EV_CLEANUP (library policy) */
+	int cleanup_signo;          /* ... at this fatal signal, 0 at exit */
+	int cleanup_err;            /* a termination cleanup failed with this errno */
+	const struct tproc *cleanup_failed_by;
 	bool removed_pending;       /* SysV: marked for removal, still attached */
 	enum seg_status status;
 	const char *gone_why;       /* ST_GONE / ST_LEAK_UNKNOWN: why */
-	struct tuse *uses;
-	size_t nuses, uses_cap;
-	unsigned attaches;
+	struct tuse *uses;          /* in time order, bounded (MODEL_HIST_KEEP) */
+	size_t nuses;
+	uint64_t uses_omitted;      /* uses left out of `uses`, all processes */
+	unsigned attaches;          /* all of them, none left out */
+	unsigned placed;            /* of which placed in the span */
 	bool live;                  /* replay: may still receive events */
+	struct tseg *name_next;     /* model.c: older segments of the same name */
 	const char *suppressed;     /* leak matched this suppression (suppress.c) */
 };
 
@@ -143,8 +176,10 @@ struct model {
 	const char *dir;
 	struct tproc **procs;
 	size_t nprocs;
-	struct tev *evs;
-	size_t nevs;
+	uint64_t nevents;           /* records replayed */
+	struct twarn *warns;        /* in time order */
+	size_t nwarns;
+	uint64_t warns_omitted;
 	struct tseg **segs;
 	size_t nsegs;
 	unsigned bad_files;         /* files not used at all */
@@ -159,11 +194,13 @@ struct model {
 	/* leaks matched by a suppression: not in n_leaked/leaked_bytes */
 	unsigned n_suppressed;
 	uint64_t suppressed_bytes;
+	void *mem;                  /* model.c: kept events, interned stacks */
 };
 
-/* model_load - read every shmk-*.shmk file of dir. Problems are reported with
- * warnx, one line each. Returns 0, or -errno when dir cannot be read (then
- * nothing is loaded). */
+/* model_load - read every shmk-*.shmk file of dir, merged in time order as
+ * a stream, and replay them: processes, segments and their uses. Problems are
+ * reported with warnx, one line each. Returns 0, or -errno when dir cannot be
+ * read (then nothing is loaded). */
 int model_load(struct model *m, const char *dir);
 
 /* model_quiet_empty - when set, model_load says nothing of a directory with
@@ -171,8 +208,7 @@ int model_load(struct model *m, const char *dir);
  * its log at the first event) is not a problem. */
 extern bool model_quiet_empty;
 
-/* model_analyse - replay the events of all processes in time order, and
- * decide every segment's status. */
+/* model_analyse - decide every segment's status (after model_load). */
 void model_analyse(struct model *m);
 
 void model_free(struct model *m);
@@ -182,6 +218,9 @@ bool model_is_leak(const struct tseg *s);
 
 /* The wall-clock time of an event, from its process's header. */
 void model_wall_time(const struct tev *ev, int64_t *sec, long *nsec);
+
+/* model_warn_name - "span_taken", "span_full", ... ("unknown" otherwise). */
+const char *model_warn_name(unsigned code);
 
 /* ---- symbolize.c ------------------------------------------------------ */
 
