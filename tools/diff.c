@@ -45,14 +45,6 @@ struct diff {
 	struct dside side[2];
 };
 
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s ? s : "");
-
-	if (!d)
-		err(EXIT_NOREPORT, "out of memory");
-	return d;
-}
 
 static const char *base_name(const char *p)
 {

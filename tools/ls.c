@@ -57,13 +57,6 @@ struct ls {
 	size_t n, cap;
 };
 
-static void *xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n ? n : 1);
-	if (!p)
-		err(EXIT_NOREPORT, "out of memory");
-	return p;
-}
 
 static struct lsrow *new_row(struct ls *ls)
 {

@@ -39,31 +39,8 @@
 
 #define OWN_PREFIX "/shmkeeper."   /* the library's own objects */
 
-static void *xrealloc(void *p, size_t n)
-{
-	p = realloc(p, n ? n : 1);
-	if (!p)
-		err(EXIT_NOREPORT, "out of memory");
-	return p;
-}
 
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
 
-	if (!p)
-		err(EXIT_NOREPORT, "out of memory");
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s);
-
-	if (!d)
-		err(EXIT_NOREPORT, "out of memory");
-	return d;
-}
 
 #define GROW(arr, n, cap) do { \
 	if ((n) == (cap)) { \

@@ -41,23 +41,7 @@ struct supp_set {
 	size_t n;
 };
 
-static void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n ? n : 1, size);
 
-	if (!p)
-		err(EXIT_NOREPORT, "out of memory");
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s);
-
-	if (!d)
-		err(EXIT_NOREPORT, "out of memory");
-	return d;
-}
 
 static char *trim(char *s)
 {

@@ -287,4 +287,10 @@ void progress_start(void);
 void progress(const char *what, uint64_t done, uint64_t total);
 void progress_done(void);
 
+/* tools/xalloc.c: allocation that ends the tool with EXIT_NOREPORT and a
+ * message when memory runs out. xstrdup(NULL) gives "". */
+void *xrealloc(void *p, size_t n);
+void *xcalloc(size_t n, size_t size);
+char *xstrdup(const char *s);
+
 #endif
