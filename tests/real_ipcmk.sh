@@ -5,15 +5,16 @@
 #    report says who removed it;
 #  - `shmkeeper run --error-exitcode` turns the leak into the exit status.
 set -eu
+. "$top_srcdir/tests/lib.sh"
 command -v ipcmk >/dev/null && command -v ipcrm >/dev/null ||
 	{ echo "SKIP: ipcmk/ipcrm (util-linux) not installed"; exit 77; }
 PY=${PYTHON3:-python3}
 logs=$(mktemp -d)
 id=
 cleanup() { [ -n "$id" ] && ipcrm -m "$id" 2>/dev/null; rm -rf "$logs"; }
-trap cleanup EXIT
+CLEANUP=cleanup   # run by tests/lib.sh at exit
 
-out=$(SHMKEEPER_LOG_DIR=$logs LD_PRELOAD=$SHMK_LIB ipcmk -M 4096)
+out=$(SHMKEEPER_LOG_DIR=$logs LD_PRELOAD=$PRELOAD ipcmk -M 4096)
 id=$(printf '%s\n' "$out" | sed -n 's/^Shared memory id: \([0-9]*\)$/\1/p')
 [ -n "$id" ] || { echo "FAIL: ipcmk printed: $out"; exit 1; }
 
@@ -43,7 +44,7 @@ set -e
 [ "$rc" = 42 ] || { echo "FAIL: report --error-exitcode=42 gave $rc"; exit 1; }
 
 # Removed by another process: no leak, and the remover is named.
-SHMKEEPER_LOG_DIR=$logs LD_PRELOAD=$SHMK_LIB ipcrm -m "$id"
+SHMKEEPER_LOG_DIR=$logs LD_PRELOAD=$PRELOAD ipcrm -m "$id"
 removed=$id
 id=
 "$SHMK_TOOL" report --format=json "$logs" > "$logs/r2.json"

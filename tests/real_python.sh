@@ -5,6 +5,7 @@
 #    it at exit: not a leak, and the report says another process removed it;
 #  - unlink forgotten and the tracker told to forget it: one leak, named.
 set -eu
+. "$top_srcdir/tests/lib.sh"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=${PYTHON3:-python3}
 "$PY" -c 'import multiprocessing.shared_memory' 2>/dev/null ||
@@ -15,11 +16,11 @@ cleanup() {
 	[ -n "$leftover" ] && rm -f "/dev/shm/$leftover"
 	rm -rf "$work"
 }
-trap cleanup EXIT
+CLEANUP=cleanup   # run by tests/lib.sh at exit
 
 scenario() {   # scenario NAME SHM-NAME-TO-WAIT-FOR PYTHON-CODE -> logs in $work/NAME
 	mkdir "$work/$1"
-	SHMKEEPER_LOG_DIR=$work/$1 LD_PRELOAD=$SHMK_LIB "$PY" -c "$3" > "$work/$1.out" 2> "$work/$1.err"
+	SHMKEEPER_LOG_DIR=$work/$1 LD_PRELOAD=$PRELOAD "$PY" -c "$3" > "$work/$1.out" 2> "$work/$1.err"
 	# The resource_tracker outlives the program by a moment: wait for it.
 	n=0
 	while [ -n "$2" ] && [ -e "/dev/shm/$2" ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n + 1)); done

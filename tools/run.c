@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <err.h>
 #include <errno.h>
+#include <link.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -140,10 +141,33 @@ static char *make_log_dir(const struct options *o, bool *temp)
 	return abs;
 }
 
+/* A build made with --enable-sanitizers: the library needs the ASan runtime
+ * loaded before it in every program, and the tool, built the same way, has
+ * it loaded already: its path goes first in LD_PRELOAD. */
+static int find_asan(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	(void)size;
+	if (info->dlpi_name && strstr(info->dlpi_name, "/libasan.so")) {
+		*(const char **)arg = info->dlpi_name;
+		return 1;
+	}
+	return 0;
+}
+
 static void set_env(const char *lib, const char *dir)
 {
-	const char *old = getenv("LD_PRELOAD");
+	const char *old = getenv("LD_PRELOAD"), *asan = NULL;
 	char *v;
+	char *withrt = NULL;
+
+	dl_iterate_phdr(find_asan, &asan);
+	if (asan && (!old || !strstr(old, "libasan.so"))) {
+		withrt = malloc(strlen(asan) + strlen(lib) + 2);
+		if (!withrt)
+			err(EXIT_RUN_FAILED, "out of memory");
+		sprintf(withrt, "%s:%s", asan, lib);
+		lib = withrt;
+	}
 
 	if (setenv("SHMKEEPER_LOG_DIR", dir, 1) < 0)
 		err(EXIT_RUN_FAILED, "setenv");
@@ -159,6 +183,7 @@ static void set_env(const char *lib, const char *dir)
 	if (!v || setenv("LD_PRELOAD", v, 1) < 0)
 		err(EXIT_RUN_FAILED, "setenv");
 	free(v);
+	free(withrt);
 }
 
 int cmd_run(const struct options *o, char **argv)
