@@ -63,7 +63,8 @@ static void add(struct buf *b, unsigned type, void *fixed, size_t size, const ch
 	memcpy(at, fixed, size);
 	if (name)
 		memcpy(at + size, name, strlen(name) + 1);
-	memcpy(at + size + nlen, frames, (size_t)nframes * 8);
+	if (nframes)
+		memcpy(at + size + nlen, frames, (size_t)nframes * 8);
 	b->len += len;
 }
 

@@ -31,6 +31,7 @@
  * Output goes through write(2), so that it is safe in handlers and cleanups
  * and is never lost in a stdio buffer.
  */
+#include <stdint.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -88,7 +89,7 @@ static void faulty(void *p)
 {
 	(void)p;
 	out("cleanup faults\n");
-	*(volatile int *)0 = 1;
+	*(volatile int *)(uintptr_t)64 = 1;   /* not NULL: UBSan would stop it first */
 	out("not reached\n");
 }
 
@@ -320,7 +321,7 @@ int main(int argc, char **argv)
 			pthread_create(&t2, NULL, self_killer, (void *)(long)parse_sig(c2 + 1));
 			pthread_join(t1, NULL);
 		} else if (!strcmp(a, "segv")) {
-			*(volatile int *)(uintptr_t)argc = 0;   /* an address near 0 */
+			*(volatile int *)((uintptr_t)argc * 64) = 0;   /* near 0, aligned: UBSan lets it fault */
 		} else if (!strcmp(a, "touch")) {
 			touch_page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			*(volatile int *)touch_page = 1;
