@@ -37,6 +37,17 @@ on_exit() {
 trap on_exit EXIT
 trap 'exit 99' INT TERM HUP
 
+# remove_leaks FILE...: removes what the files list, one "sysv ID" or
+# "posix NAME" a line (tests/leakmix writes them).
+remove_leaks() {
+	cat "$@" 2>/dev/null | while read -r kind what; do
+		case $kind in
+		sysv) ipcrm -m "$what" 2>/dev/null ;;
+		posix) rm -f "/dev/shm/${what#/}" ;;
+		esac
+	done
+}
+
 # make_user NAME: creates (if needed) a system user for permission tests and
 # prints "UID:GID". Root only. The user is left in place: tests run in
 # parallel and share it; it has no shell and no home.

@@ -6,18 +6,9 @@ set -u
 tool=${SHMK_TOOL:?}; bin=${SHMK_TESTBIN:?}
 [ -x "$bin/leakmix" ] || { echo "SKIP: tests/leakmix is not built"; exit 77; }
 [ -r "${SHMK_LIB:-}" ] || { echo "SKIP: libshmkeeper.so is not built"; exit 77; }
-tmp=$(mktemp -d)
-cleanup() {
-	cat "$tmp"/*.leaks 2>/dev/null | while read -r kind what; do
-		case $kind in
-		sysv) ipcrm -m "$what" 2>/dev/null ;;
-		posix) rm -f "/dev/shm/${what#/}" ;;
-		esac
-	done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$top_srcdir/tests/lib.sh"
+tmp=$WORK
+CLEANUP='remove_leaks "$tmp"/*.leaks'
 record() {   # record NAME LETTERS...
 	n=$1; shift
 	SHMKEEPER_LIB=$SHMK_LIB "$tool" run --log-dir="$tmp/$n" "$bin/leakmix" "$@" \
