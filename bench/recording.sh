@@ -30,24 +30,25 @@ for r in $(seq "$rounds"); do
 		bt16-nospan) t=$(SHMKEEPER_SPAN=off SHMKEEPER_LOG_DIR=$logs SHMKEEPER_BACKTRACE_DEPTH=16 LD_PRELOAD=$lib "$bin" "$cycles") ;;
 		strace) t=$(strace -f -qq -e trace=%ipc -o /dev/null "$bin" $((cycles / 10))) ;;
 		esac
-		echo "$v $t" >> "$out"
+		echo "$v $t" >> "$out"   # wall ns, cpu ns per cycle
 	done
 done
 awk -v rounds="$rounds" '
-	{ v[$1, ++n[$1]] = $2; names[$1] = 1 }
+	function med(k, c,   m, j, x, y, z, a) {
+		m = n[k]; for (j = 1; j <= m; j++) a[j] = v[k, c, j]
+		for (x = 2; x <= m; x++) { y = a[x]; z = x - 1
+			while (z > 0 && a[z] > y) { a[z + 1] = a[z]; z-- } a[z + 1] = y }
+		return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }
+	{ n[$1]++; v[$1, 1, n[$1]] = $2; v[$1, 2, n[$1]] = $3; names[$1] = 1 }
 	END {
 		split("raw bt0 bt16 bt0-nospan bt16-nospan strace", order, " ")
-		for (i = 1; i <= 6; i++) {
-			k = order[i]; if (!(k in names)) continue
-			m = n[k]; delete a
-			for (j = 1; j <= m; j++) a[j] = v[k, j]
-			# insertion sort, then the median
-			for (x = 2; x <= m; x++) { y = a[x]; z = x - 1
-				while (z > 0 && a[z] > y) { a[z + 1] = a[z]; z-- } a[z + 1] = y }
-			med[k] = (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+		printf "%-12s %12s %8s %12s %8s   (%d rounds, interleaved)\n", "variant", "wall ns", "ratio", "cpu ns", "ratio", rounds
+		for (i = 1; i <= 6; i++) { k = order[i]; if (!(k in names)) continue
+			w = med(k, 1); c = med(k, 2)
+			if (k == "strace")   # the tracee waits on strace: its CPU time says nothing
+				printf "%-12s %12.1f %8.3f %12s %8s\n", k, w, w / med("raw", 1), "-", "-"
+			else
+				printf "%-12s %12.1f %8.3f %12.1f %8.3f\n", k, w, w / med("raw", 1), c, c / med("raw", 2)
 		}
-		printf "%-12s %12s %8s   (%d rounds, interleaved)\n", "variant", "ns/cycle", "ratio", rounds
-		for (i = 1; i <= 6; i++) { k = order[i]; if (!(k in med)) continue
-			printf "%-12s %12.1f %8.3f\n", k, med[k], med[k] / med["raw"] }
 	}' "$out"
 rm -f "$out"
