@@ -32,6 +32,17 @@ static void record_implicit(const struct sk_attach *p, int n)
 	}
 }
 
+/* The segment as this process last saw it, if it did. */
+static int known_segment(int shmid, struct sk_sysv *out)
+{
+	int have = 0;
+	if (sk_tab_lock()) {
+		have = sk_sysv_get(shmid, out);
+		sk_tab_unlock();
+	}
+	return have;
+}
+
 SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 {
 	int ret = REAL(shmget)(key, size, shmflg);
@@ -45,14 +56,9 @@ SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 		uint64_t segsz = size;
 		uint32_t mode = (uint32_t)shmflg & 0777, cuid = sk_euid;
 		struct sk_sysv known;
-		int have = 0;
-		if (sk_tab_lock()) {
-			have = sk_sysv_get(ret, &known);
-			sk_tab_unlock();
-		}
 		if ((shmflg & IPC_CREAT) && (key == IPC_PRIVATE || (shmflg & IPC_EXCL))) {
-			flags |= SK_F_CREATED;
-		} else if (have) {
+			flags |= SK_F_CREATED;   /* the common case: no table lookup */
+		} else if (known_segment(ret, &known)) {
 			segsz = known.size;
 		} else {
 			/* Opened or created? Only the kernel knows: created by
@@ -83,12 +89,7 @@ SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 static uint64_t segment_size(int shmid)
 {
 	struct sk_sysv s;
-	int have = 0;
-	if (sk_tab_lock()) {
-		have = sk_sysv_get(shmid, &s);
-		sk_tab_unlock();
-	}
-	if (have && s.size)
+	if (known_segment(shmid, &s) && s.size)
 		return s.size;
 	struct shmid_ds ds;
 	if (REAL(shmctl)(shmid, IPC_STAT, &ds) < 0)
