@@ -709,3 +709,179 @@ Test(span_table, lock_word_forged, .timeout = 20)
 	cr_expect(!table_exists(&c));
 	munmap((void *)(uintptr_t)c.addr, c.size);
 }
+
+/* Entry fields in the table file (core/span.c, struct tab_ent); the entries
+ * follow the header and the users, 8 KiB in. */
+#define ENTS_AT   8192u
+#define E_STATE   0u
+#define E_OFF     8u
+#define E_SHMID   24u
+#define E_GEN     56u
+
+static struct sk_span_cfg half_span(unsigned half)
+{
+	/* Slot 15, in two halves: the last of a runner's 32 GiB. */
+	sk_span_test_reset();
+	struct sk_span_cfg c = cfg_for(15, SK_SPAN_WARN);
+	c.size = SPAN_SIZE / 2;
+	c.addr += half * c.size;
+	cr_assert_eq(sk_span_init(&c), 0);
+	return c;
+}
+
+/* The placement path does not scan the table (a per-process mirror): with
+ * 200 live entries, placements still go first fit, holes are reused, a
+ * stranger finds the same addresses, and another process's allocations are
+ * seen. */
+Test(span_table, many_entries, .timeout = 60)
+{
+	struct sk_span_cfg c = half_span(0);
+	enum { N = 200 };
+	int ids[N];
+	char *ps[N];
+	for (int i = 0; i < N; i++) {
+		ids[i] = mkseg(4096);
+		ps[i] = attach(ids[i], NULL);
+		cr_assert_eq((uintptr_t)ps[i], c.addr + (uint64_t)i * 4096, "entry %d", i);
+		rmseg(ids[i]);   /* stays while attached; nothing outlives the test */
+	}
+	struct sk_span_stats s;
+	sk_span_stats(&s);
+	cr_expect_eq(s.entries, N);
+	/* The benchmark's cycle: a new segment each time, placed after them,
+	 * its entry freed at removal. */
+	for (int k = 0; k < 300; k++) {
+		int id = mkseg(4096);
+		char *p = attach(id, NULL);
+		cr_assert_eq((uintptr_t)p, c.addr + (uint64_t)N * 4096, "cycle %d", k);
+		detach(p);
+		rmseg(id);
+	}
+	sk_span_stats(&s);
+	cr_expect_eq(s.entries, N, "every cycle's entry was freed");
+	/* Removed before, detached now: its hole is the next first fit. */
+	detach(ps[50]);
+	int h = mkseg(4096);
+	char *ph = attach(h, NULL);
+	cr_expect_eq(ph, ps[50], "the hole is reused at once");
+	/* Another process allocates: we must see its placement. */
+	int o = mkseg(8192), mine = mkseg(4096);
+	pid_t pid = fork();
+	if (pid == 0) {
+		become_stranger(&c);
+		char *p0 = attach(h, NULL);
+		if (p0 != ps[50])
+			_exit(1);
+		char *po = attach(o, NULL);
+		if (po != (char *)(uintptr_t)(c.addr + (uint64_t)N * 4096))
+			_exit(2);
+		/* Stay attached until the parent placed its own. */
+		pause();
+		_exit(0);
+	}
+	/* Wait until the child's placement shows in the table. */
+	for (int i = 0; i < 500; i++) {
+		sk_span_stats(&s);
+		if (s.entries == N + 1)
+			break;
+		usleep(10000);
+	}
+	cr_expect_eq(s.entries, N + 1);
+	char *pm = attach(mine, NULL);
+	cr_expect_eq((uintptr_t)pm, c.addr + (uint64_t)(N + 2) * 4096,
+		     "placed after the other process's 8 KiB");
+	kill(pid, SIGKILL);
+	int st;
+	waitpid(pid, &st, 0);
+	cr_expect(WIFSIGNALED(st), "child status %#x", st);
+	detach(pm);
+	detach(ph);
+	rmseg(mine);
+	rmseg(o);
+	rmseg(h);
+	for (int i = 0; i < N; i++)
+		if (i != 50)
+			detach(ps[i]);
+	sk_span_fini();
+	cr_expect(!table_exists(&c));
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+/* Entries rewritten behind the lock, the way this process's mirror cannot
+ * see: a known key's entry moved elsewhere (checksum now wrong), one pointing
+ * past the span, one whose gen changed: each leads to a new placement at a
+ * valid, free address, never to the forged one. */
+Test(span_table, forged_entries_fall_back, .timeout = 30)
+{
+	struct sk_span_cfg c = half_span(1);
+	int a = mkseg(4096), b = mkseg(4096), d = mkseg(4096), live = mkseg(4096);
+	char *pl = attach(live, NULL);
+	char *pa = attach(a, NULL), *pb = attach(b, NULL), *pd = attach(d, NULL);
+	detach(pa);
+	detach(pb);
+	detach(pd);
+	size_t len;
+	unsigned char *m = map_table(&c, &len);
+	size_t stride = (len - ENTS_AT) / SK_SPAN_ENTS;
+	cr_assert_geq(stride, 80);
+	int ia = -1, ib = -1, id = -1;
+	for (int i = 0; i < SK_SPAN_ENTS; i++) {
+		unsigned char *e = m + ENTS_AT + (size_t)i * stride;
+		int32_t shmid;
+		uint32_t state;
+		memcpy(&state, e + E_STATE, 4);
+		memcpy(&shmid, e + E_SHMID, 4);
+		if (state == 0)
+			continue;
+		ia = shmid == a ? i : ia;
+		ib = shmid == b ? i : ib;
+		id = shmid == d ? i : id;
+	}
+	cr_assert(ia >= 0 && ib >= 0 && id >= 0);
+	/* a: moved onto the live segment's placement. */
+	uint64_t v = (uint64_t)((uintptr_t)pl - c.addr);
+	memcpy(m + ENTS_AT + (size_t)ia * stride + E_OFF, &v, 8);
+	/* b: past the end of the span (and of the table's bounds checks). */
+	v = c.size * 4;
+	memcpy(m + ENTS_AT + (size_t)ib * stride + E_OFF, &v, 8);
+	/* d: another generation (a reuse this process did not see). */
+	memcpy(&v, m + ENTS_AT + (size_t)id * stride + E_GEN, 8);
+	v += 1000;
+	memcpy(m + ENTS_AT + (size_t)id * stride + E_GEN, &v, 8);
+	char *qa = attach(a, NULL), *qb = attach(b, NULL), *qd = attach(d, NULL);
+	cr_expect(qa && qb && qd);
+	char *q[] = { qa, qb, qd };
+	for (int i = 0; i < 3; i++) {
+		cr_expect_geq((uintptr_t)q[i], c.addr);
+		cr_expect_lt((uintptr_t)q[i], c.addr + c.size);
+		cr_expect_neq(q[i], pl, "never on the live segment");
+		for (int j = 0; j < i; j++)
+			cr_expect_neq(q[i], q[j]);
+	}
+	/* A stranger builds its mirror from the table: same answers. */
+	pid_t pid = fork();
+	if (pid == 0) {
+		become_stranger(&c);
+		int err;
+		char *r = attach(a, &err);
+		/* Placed where we are: ours, or the checksum-valid copy. */
+		_exit(r == qa ? 0 : 1);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	struct sk_span_stats s;
+	sk_span_stats(&s);
+	cr_expect_geq(s.dropped, 2, "the bad checksums were dropped");
+	detach(qa);
+	detach(qb);
+	detach(qd);
+	detach(pl);
+	munmap(m, len);
+	rmseg(a);
+	rmseg(b);
+	rmseg(d);
+	rmseg(live);
+	sk_span_fini();
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
