@@ -151,7 +151,8 @@ static unsigned backtrace_raw(uint64_t *out)
 	e->nframes = (uint16_t)nf_;
 
 #define END(type, extra)                                                       \
-	memcpy((char *)(e + 1) + (extra), fr_, (size_t)nf_ * 8);               \
+	if (nf_)                                                               \
+		memcpy((char *)(e + 1) + (extra), fr_, (size_t)nf_ * 8);       \
 	sk_log_commit(&e->r, type, len_, now_);
 
 void sk_ev_sysv_get(int32_t key, int32_t shmid, uint64_t size, int32_t shmflg,

@@ -203,7 +203,7 @@ SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 		if (sk_tab_lock()) {
 			/* SHM_REMAP (the caller's or placement's) replaced
 			 * whatever was mapped there. */
-			if (len)
+			if (len && ((shmflg & SHM_REMAP) || (flags & SK_F_PLACED)))
 				ngone = sk_att_cut(a.addr, len, gone, MAX_PIECES);
 			sk_att_add(&a);
 			sk_tab_unlock();
