@@ -615,31 +615,6 @@ static int64_t lk_now(clockid_t clk, int64_t *ns)
 	return ts.tv_sec;
 }
 
-/* State (field 3) and start time (field 22) of /proc/PID/stat. */
-static int proc_stat(pid_t pid, char *state, uint64_t *start)
-{
-	char path[64], buf[1024];
-	size_t n = sk_fmt_str(path, 0, sizeof path, "/proc/");
-	n = sk_fmt_u64(path, n, sizeof path, (uint64_t)pid);
-	sk_fmt_str(path, n, sizeof path, "/stat");
-	if (sk_read_file(path, buf, sizeof buf) <= 0)
-		return -1;
-	/* comm may hold spaces and parentheses: count from the last ')'. */
-	char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ' || !p[2])
-		return -1;
-	*state = p[2];
-	int field = 2;
-	for (; *p && field < 22; p++)
-		if (*p == ' ')
-			field++;
-	uint64_t v = 0;
-	while (*p >= '0' && *p <= '9')
-		v = v * 10 + (uint64_t)(*p++ - '0');
-	*start = v;
-	return 0;
-}
-
 /* The holder is a registered user in another pid namespace: its pid names
  * some other process here, or none. */
 static bool lk_foreign_ns(const struct tab *t, uint32_t pid, uint32_t tag)
@@ -676,7 +651,7 @@ static bool lk_holder_dead(const struct tab *t, uint64_t cur)
 		return true;
 	char st;
 	uint64_t start;
-	if (proc_stat((pid_t)pid, &st, &start) < 0)
+	if (sk_proc_stat((pid_t)pid, &st, &start) < 0)
 		return false;                        /* hidepid, no /proc */
 	/* A zombie still answers kill(pid, 0). */
 	return st == 'Z' || st == 'X' || (uint32_t)start != tag;

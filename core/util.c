@@ -51,7 +51,7 @@ ssize_t sk_read_file(const char *path, char *buf, size_t len)
 	return (ssize_t)got;
 }
 
-uint64_t sk_proc_start_ticks(pid_t pid)
+int sk_proc_stat(pid_t pid, char *state, uint64_t *start)
 {
 	char path[64], buf[1024];
 	size_t n = sk_fmt_str(path, 0, sizeof path, "/proc/");
@@ -61,11 +61,12 @@ uint64_t sk_proc_start_ticks(pid_t pid)
 		n = sk_fmt_u64(path, n, sizeof path, (uint64_t)pid);
 	sk_fmt_str(path, n, sizeof path, "/stat");
 	if (sk_read_file(path, buf, sizeof buf) <= 0)
-		return 0;
+		return -1;
 	/* comm (field 2) may hold spaces and parentheses: count from the last ')'. */
 	char *p = strrchr(buf, ')');
-	if (!p)
-		return 0;
+	if (!p || p[1] != ' ' || !p[2])
+		return -1;
+	*state = p[2];
 	int field = 2;
 	for (; *p && field < 22; p++)
 		if (*p == ' ')
@@ -73,7 +74,15 @@ uint64_t sk_proc_start_ticks(pid_t pid)
 	uint64_t v = 0;
 	while (*p >= '0' && *p <= '9')
 		v = v * 10 + (uint64_t)(*p++ - '0');
-	return v;
+	*start = v;
+	return 0;
+}
+
+uint64_t sk_proc_start_ticks(pid_t pid)
+{
+	char state;
+	uint64_t start;
+	return sk_proc_stat(pid, &state, &start) == 0 ? start : 0;
 }
 
 uint64_t sk_ns_inode(const char *name)

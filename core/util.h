@@ -19,6 +19,9 @@ void sk_tid_reset(void);
 /* Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or 0.
  * pid 0 means the calling process. Async-signal-safe. */
 uint64_t sk_proc_start_ticks(pid_t pid);
+/* State (field 3) and start time (field 22) of /proc/<pid>/stat, pid 0 for
+ * the calling process. Returns 0 or -1. Async-signal-safe. */
+int sk_proc_stat(pid_t pid, char *state, uint64_t *start);
 /* Inode of /proc/self/ns/<name>, or 0. */
 uint64_t sk_ns_inode(const char *name);
 
