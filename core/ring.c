@@ -327,6 +327,22 @@ static void sk_unmap(struct sk_seg *s)
 	}
 }
 
+/* The end of shmk_shm_new and shmk_shm_decode: rc < 0 (the segment is not
+ * mapped) frees s; otherwise the mapped segment is registered, and unmapped
+ * and freed if that fails. Returns the descriptor, or NULL with errno. */
+static shmk_shm_desc *sk_seg_finish(struct sk_seg *s, size_t size, int rc)
+{
+	if (rc == 0) {
+		if ((rc = sk_reg_add(s->desc.header, size)) == 0)
+			return &s->desc;
+		sk_unmap(s);
+	}
+	pthread_mutex_destroy(&s->tlock);
+	free(s);
+	errno = -rc;
+	return NULL;
+}
+
 /* ---- the public API ------------------------------------------------------- */
 
 shmk_shm_desc *shmk_shm_new(size_t size, const shmk_creds *peer, enum shmk_impl impl)
@@ -352,16 +368,9 @@ shmk_shm_desc *shmk_shm_new(size_t size, const shmk_creds *peer, enum shmk_impl 
 	if (rc < 0)
 		goto fail;
 	sk_header_init(s->desc.header, size);
-	if ((rc = sk_reg_add(s->desc.header, size)) < 0) {
-		sk_unmap(s);
-		goto fail;
-	}
-	return &s->desc;
+	return sk_seg_finish(s, size, 0);
 fail:
-	pthread_mutex_destroy(&s->tlock);
-	free(s);
-	errno = -rc;
-	return NULL;
+	return sk_seg_finish(s, size, rc);
 }
 
 void shmk_shm_ref(shmk_shm_desc *desc)
@@ -626,20 +635,13 @@ shmk_shm_desc *shmk_shm_decode(const void *buf, size_t len, size_t size)
 		goto fail;
 	if (sk_ctrl_of(&s->desc)->magic != SK_SEG_MAGIC ||
 	    sk_ctrl_of(&s->desc)->version != SK_SEG_VERSION) {
+		sk_unmap(s);
 		rc = -EPROTO;
-		sk_unmap(s);
 		goto fail;
 	}
-	if ((rc = sk_reg_add(s->desc.header, want)) < 0) {
-		sk_unmap(s);
-		goto fail;
-	}
-	return &s->desc;
+	return sk_seg_finish(s, want, 0);
 fail:
-	pthread_mutex_destroy(&s->tlock);
-	free(s);
-	errno = -rc;
-	return NULL;
+	return sk_seg_finish(s, want, rc);
 }
 
 void *shmk_shm_addr(shmk_shm_desc *desc, size_t offset)
