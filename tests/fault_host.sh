@@ -24,7 +24,9 @@ run_mode() {  # name expected-log-count args...
 	want=$(awk '$1 == "calls" { s += $2 } END { print s + 0 }' "$WORK/$name.out")
 	got=$(events "$log")
 	if [ "$want" -gt 0 ] && [ "$got" != "$want" ]; then
-		echo "$name: $got events in the logs, $want calls made"; failed=1
+		echo "$name: $got events in the logs, $want calls made;" \
+			"$(logdump "$log" 2>/dev/null | grep -o 'dropped=[1-9][0-9]*' | sort | uniq -c | tr '\n' ' ')"
+		failed=1
 	fi
 	if ! logdump "$log" >/dev/null 2>"$WORK/$name.dump"; then
 		echo "$name: damaged log: $(head -3 "$WORK/$name.dump")"; failed=1
