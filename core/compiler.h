@@ -7,6 +7,7 @@
 #define SK_HIDDEN      __attribute__((visibility("hidden")))
 #define SK_EXPORT      __attribute__((visibility("default")))
 #define SK_NOINLINE    __attribute__((noinline))
+#define SK_ALWAYS_INLINE inline __attribute__((always_inline))
 #define SK_COLD        __attribute__((cold, noinline))
 /* Thread-local state read on every wrapped call: initial-exec avoids a
  * __tls_get_addr call; the few bytes fit glibc's static TLS surplus even when
