@@ -115,7 +115,7 @@ enum sk_type {
 	SK_EV_MODULE,         /* struct sk_ev_module: a loaded ELF object */
 	SK_EV_MODULE_GONE,    /* struct sk_ev_module (path empty): dlclose'd */
 	SK_EV_WARN,           /* struct sk_ev_warn */
-	SK_EV_PLACE,          /* struct sk_ev_place: span placement (see span.h) */
+	SK_EV_PLACE,          /* struct sk_ev_place: read, no longer written (SK_F_PLACED says it) */
 	SK_EV_CLEANUP,        /* struct sk_ev_cleanup: removed by a cleanup policy */
 	SK_EV_TYPE_MAX
 };

@@ -24,9 +24,9 @@
  *     key.size = the segment's size if the wrapper knows it (shmget, its own
  *     IPC_STAT), else 0 (then span code asks the kernel: one IPC_STAT);
  *     r = sk_span_place(&key, 0, 0, &t, &a);          (len/off unused for SysV)
- *     r == 0:  p = real_shmat(id, a, fl | SHM_REMAP);
+ *     r == 0:  p = real_shmat(id, a, fl | (t.hole ? 0 : SHM_REMAP));
  *              sk_span_commit(&t, p != (void *)-1);
- *              success: record SK_EV_SYSV_AT with SK_F_PLACED and SK_EV_PLACE.
+ *              success: record SK_EV_SYSV_AT with SK_F_PLACED.
  *              failure: return it as it is (the kernel refused the segment).
  *     r == -ENODEV (span off) or -EDEADLK (re-entered from a signal handler
  *              inside span code): plain real_shmat(id, NULL, fl), no warning.
@@ -53,8 +53,8 @@
  * shmdt(addr):
  *     r = sk_span_unmap(addr, 0, SK_SPAN_SHMDT, &shmid);
  *     r == 1:  done; it was a placed or in-span attachment of shmid, now
- *              replaced by the reservation in one step (mmap MAP_FIXED over
- *              it: the kernel detaches exactly as shmdt does). Return 0.
+ *              detached by the kernel's shmdt and kept as a hole for the
+ *              next placement there. Return 0.
  *     r == 0:  not in the span: return real_shmdt(addr).
  *     r < 0:   return real_shmdt(addr) (then sk_span_rereserve(addr, len)).
  *
@@ -65,7 +65,8 @@
  * mmap(NULL, len, prot, fl, fd, off), fl has MAP_SHARED or MAP_SHARED_VALIDATE
  * and fd is an object from shm_open:
  *     r = sk_span_place(&key, len, off, &t, &a);
- *     r == 0:  p = real_mmap(a, len, prot, fl | MAP_FIXED, fd, off);
+ *     r == 0:  p = real_mmap(a, len, prot, fl | (t.hole ? MAP_FIXED_NOREPLACE :
+ *              MAP_FIXED), fd, off) (a result other than a: unmap it, failed);
  *              sk_span_commit(&t, p != MAP_FAILED);  record SK_F_PLACED.
  *     r < 0:   as for shmat(NULL); strict errno is ENOMEM.
  * mmap(addr, ...) with MAP_FIXED or MAP_FIXED_NOREPLACE and sk_span_overlaps()
@@ -168,6 +169,9 @@ struct sk_span_key {
 /* Between sk_span_place/sk_span_explicit and sk_span_commit. */
 struct sk_span_ticket {
 	int slot;                  /* local slot claimed, or -1 */
+	bool hole;                 /* sk_span_place: *addr is a hole of ours
+				    * (nothing mapped there): map without
+				    * SHM_REMAP, with MAP_FIXED_NOREPLACE */
 };
 
 /* Results of sk_span_explicit. */
@@ -282,8 +286,11 @@ int sk_span_explicit(const struct sk_span_key *key, const void *addr,
 		     size_t len, bool forced, struct sk_span_ticket *t,
 		     int *extra);
 
-/* Detach or unmap inside the span, replacing the range by the reservation
- * in one step (mmap PROT_NONE MAP_FIXED: no other thread can take it).
+/* Detach or unmap inside the span. A whole attachment or mapping of ours
+ * (SHMDT always; MUNMAP of exactly one placed mapping) is removed by the
+ * kernel's shmdt/munmap and its range kept as a hole (see "holes" in
+ * span.c); anything else is replaced by the reservation in one step (mmap
+ * PROT_NONE MAP_FIXED: no other thread can take it).
  * SK_SPAN_SHMDT: addr must be the start of a SysV attachment this process
  *   made in the span; its length is known here; *shmid is set.
  * SK_SPAN_MUNMAP: [addr, addr+len) page-aligned; the parts outside the span

@@ -163,7 +163,15 @@ static void *mmap_span(void *addr, size_t len, int prot, int flags, int fd, off_
 		*r = sk_span_place(&k, len, (uint64_t)off, &t, &a);
 		if (*r == 0) {
 			errno = saved;
-			ret = REAL(mmap)(a, len, prot, flags | MAP_FIXED, fd, off);
+			/* Over the reservation, or into a hole of ours
+			 * without replacing anything (core/span.c). */
+			ret = REAL(mmap)(a, len, prot,
+					 flags | (t.hole ? MAP_FIXED_NOREPLACE : MAP_FIXED), fd, off);
+			if (ret != MAP_FAILED && ret != a) {
+				/* A kernel older than 4.17 took NOREPLACE as a hint. */
+				REAL(munmap)(ret, len);
+				ret = MAP_FAILED;
+			}
 			sk_span_commit(&t, ret != MAP_FAILED);
 			if (ret != MAP_FAILED) {
 				*aflags |= SK_F_PLACED;
@@ -257,11 +265,10 @@ SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
 			sk_tab_unlock();
 		}
 		record_unmapped(gone, ngone, SK_F_IMPLICIT);
-		if (mapped) {
+		/* SK_F_PLACED in the map record says it was placed: no
+		 * separate PLACE record (one event less a placement). */
+		if (mapped)
 			sk_ev_map(SK_EV_POSIX_MAP, &a, prot, flags);
-			if (aflags & SK_F_PLACED)
-				sk_ev_place(a.dev, a.ino, -1, a.addr, a.len, aflags);
-		}
 	}
 	if (why && sk_log_ready())
 		sk_ev_warn(why, why == SK_W_ADDR_IN_SPAN ? (int64_t)(uintptr_t)addr : -r,

@@ -124,7 +124,9 @@ static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint64_t siz
 		*r = sk_span_place(&k, 0, 0, &t, &a);
 		if (*r == 0) {
 			errno = saved;
-			ret = REAL(shmat)(shmid, a, shmflg | SHM_REMAP);
+			/* Over the reservation, or into a hole of ours
+			 * without replacing anything (core/span.c). */
+			ret = REAL(shmat)(shmid, a, shmflg | (t.hole ? 0 : SHM_REMAP));
 			sk_span_commit(&t, ret != (void *)-1);
 			if (ret != (void *)-1) {
 				*flags |= SK_F_PLACED;
@@ -209,9 +211,8 @@ SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 			sk_tab_unlock();
 		}
 		record_implicit(gone, ngone);
+		/* SK_F_PLACED marks a placement: no separate PLACE record. */
 		sk_ev_sysv_at(shmid, shmflg, a.addr, (uint64_t)shmaddr, len, flags);
-		if (flags & SK_F_PLACED)
-			sk_ev_place(0, 0, shmid, a.addr, len, flags);
 	}
 	if (why && sk_log_ready())
 		sk_ev_warn(why, why == SK_W_ADDR_IN_SPAN ? (int64_t)(uintptr_t)shmaddr : -r,
@@ -228,8 +229,8 @@ SK_EXPORT int shmdt(const void *shmaddr)
 	if (!sk_on())
 		return REAL(shmdt)(shmaddr);
 	int saved = errno, ret, shmid = -1;
-	/* Inside the span, the detach puts the reservation back in the same
-	 * step (mmap PROT_NONE MAP_FIXED, which the kernel counts as shmdt). */
+	/* Inside the span, span code detaches (and keeps the range as a hole
+	 * for the next placement there: core/span.c). */
 	int r = sk_span_overlaps(shmaddr, 1) ? sk_span_unmap(shmaddr, 0, SK_SPAN_SHMDT, &shmid) : 0;
 	if (r == 1) {
 		ret = 0;

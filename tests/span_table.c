@@ -56,9 +56,9 @@ static void *attach(int id, int *err)
 		*err = r;
 	if (r < 0)
 		return NULL;
-	void *p = shmat(id, a, SHM_REMAP);
+	void *p = shmat(id, a, t.hole ? 0 : SHM_REMAP);
 	sk_span_commit(&t, p != (void *)-1);
-	cr_assert_neq(p, (void *)-1, "shmat SHM_REMAP: %s", strerror(errno));
+	cr_assert_neq(p, (void *)-1, "shmat: %s", strerror(errno));
 	cr_assert_eq(p, a);
 	return p;
 }
@@ -181,7 +181,7 @@ Test(span_table, sysv_same_address_in_a_stranger)
 	cr_expect_eq(err, -EEXIST);
 	detach(p);
 	char pr[8];
-	cr_expect_str_eq(prot_at(p, pr), "---p", "reserved again after shmdt");
+	cr_expect_str_eq(prot_at(p, pr), "", "a hole after shmdt");
 	cr_expect_eq(nattch(id), 0, "the kernel detached it");
 	rmseg(id);
 	struct sk_span_stats s;
@@ -273,10 +273,10 @@ Test(span_table, posix_placement)
 	int stt;
 	waitpid(pid, &stt, 0);
 	cr_expect(WIFEXITED(stt) && WEXITSTATUS(stt) == 0, "child status %#x", stt);
-	/* munmap inside the span: reserved again in one step. */
+	/* munmap of the whole mapping inside the span: a hole. */
 	cr_assert_eq(sk_span_unmap(p, 4096, SK_SPAN_MUNMAP, NULL), 1);
 	char pr[8];
-	cr_expect_str_eq(prot_at(p, pr), "---p");
+	cr_expect_str_eq(prot_at(p, pr), "");
 	shm_unlink(name);
 	sk_span_removed(&k);
 	struct sk_span_stats s;
@@ -882,6 +882,140 @@ Test(span_table, forged_entries_fall_back, .timeout = 30)
 	rmseg(b);
 	rmseg(d);
 	rmseg(live);
+	sk_span_fini();
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+/* Entries whose segments went behind the library's back (ipcrm: no
+ * sk_span_removed) are collected table-wide once there are more than 32 of
+ * them, at a mirror rebuild (at least a second apart), at most once a
+ * minute: the second batch stays. */
+static int junk_batch(int ids[40])
+{
+	for (int i = 0; i < 40; i++) {
+		ids[i] = mkseg(4096);
+		detach(attach(ids[i], NULL));
+	}
+	for (int i = 0; i < 40; i++)
+		shmctl(ids[i], IPC_RMID, NULL);   /* as ipcrm would */
+	struct sk_span_stats s;
+	sk_span_stats(&s);
+	return (int)s.entries;
+}
+
+Test(span_table, junk_collected, .timeout = 20)
+{
+	struct sk_span_cfg c = start(15, SK_SPAN_WARN);
+	int ids[40];
+	cr_assert_eq(junk_batch(ids), 40, "removed behind our back: still entries");
+	usleep(1200 * 1000);
+	int id = mkseg(4096);
+	char *p = attach(id, NULL);
+	struct sk_span_stats s;
+	sk_span_stats(&s);
+	cr_expect_eq(s.entries, 1, "collected at the rebuild: %u left", s.entries);
+	cr_expect_eq((uintptr_t)p, c.addr, "first fit again at the start");
+	/* Within the minute: not collected again. */
+	cr_assert_eq(junk_batch(ids), 41);
+	usleep(1200 * 1000);
+	int id2 = mkseg(4096);
+	char *p2 = attach(id2, NULL);
+	sk_span_stats(&s);
+	cr_expect_eq(s.entries, 42, "rate-limited: %u", s.entries);
+	detach(p);
+	detach(p2);
+	rmseg(id);
+	rmseg(id2);
+	sk_span_fini();
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
+
+/* Holes: a detached placement leaves its range unmapped for the next
+ * placement there, which maps into it without replacing anything; one that
+ * something else took is never mapped over; at most 4 are kept; any other
+ * use of a hole's range reserves it again first. */
+Test(span_table, holes)
+{
+	struct sk_span_cfg c = start(16, SK_SPAN_WARN);
+	char pr[8];
+	int a = mkseg(4096);
+	char *pa = attach(a, NULL);
+	detach(pa);
+	rmseg(a);
+	cr_expect_str_eq(prot_at(pa, pr), "", "a hole");
+	/* The next segment is placed there, into the hole. */
+	int b = mkseg(4096);
+	struct sk_span_key kb = { .kind = SK_SPAN_SYSV, .shmid = b };
+	struct sk_span_ticket t;
+	void *at;
+	cr_assert_eq(sk_span_place(&kb, 0, 0, &t, &at), 0);
+	cr_expect_eq(at, (void *)pa);
+	cr_expect(t.hole, "told to map into the hole");
+	char *pb = shmat(b, at, 0);
+	sk_span_commit(&t, pb != (void *)-1);
+	cr_assert_eq(pb, pa);
+	cr_expect_str_eq(prot_at(pb, pr), "rw-s");
+	detach(pb);
+	rmseg(b);
+	/* Something else takes the hole (the kernel's choice for someone's
+	 * mmap): the placement there fails, and leaves it alone. */
+	char *x = mmap(pa, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	cr_assert_eq(x, pa);
+	strcpy(x, "theirs");
+	int d = mkseg(4096);
+	struct sk_span_key kd = { .kind = SK_SPAN_SYSV, .shmid = d };
+	cr_assert_eq(sk_span_place(&kd, 0, 0, &t, &at), 0);
+	cr_expect_eq(at, (void *)pa);
+	cr_expect(t.hole);
+	char *pd = shmat(d, at, 0);
+	cr_expect_eq(pd, (void *)-1, "the kernel refuses: something is there");
+	cr_expect_eq(errno, EINVAL);
+	sk_span_commit(&t, pd != (void *)-1);
+	cr_expect_str_eq(x, "theirs", "not mapped over");
+	/* The range holds a foreign mapping now: a placement there is
+	 * refused (-EEXIST), never mapped over it. */
+	int err;
+	cr_expect_eq(attach(d, &err), NULL);
+	cr_expect_eq(err, -EEXIST);
+	munmap(x, 4096);
+	rmseg(d);
+	/* Five detached placements: four holes kept, one reserved again. */
+	int ids[5];
+	char *ps[5];
+	for (int i = 0; i < 5; i++) {
+		ids[i] = mkseg(4096);
+		ps[i] = attach(ids[i], NULL);
+		cr_assert_neq(ps[i], NULL);
+	}
+	int holes = 0, reserved = 0;
+	for (int i = 0; i < 5; i++)
+		detach(ps[i]);
+	for (int i = 0; i < 5; i++) {
+		prot_at(ps[i], pr);
+		holes += pr[0] == '\0';
+		reserved += strcmp(pr, "---p") == 0;
+	}
+	cr_expect_eq(holes, 4);
+	cr_expect_eq(reserved, 1);
+	/* An explicit attach over a hole: reserved again first, then the
+	 * kernel sees only the reservation (SHM_REMAP added). */
+	char *h = NULL;
+	for (int i = 0; i < 5 && !h; i++)
+		if (prot_at(ps[i], pr)[0] == '\0')
+			h = ps[i];
+	cr_assert_neq(h, NULL);
+	struct sk_span_key k0 = { .kind = SK_SPAN_SYSV, .shmid = ids[0], .size = 4096 };
+	int extra = 0;
+	int r = sk_span_explicit(&k0, h, 4096, false, &t, &extra);
+	cr_expect_geq(r, 1);
+	cr_expect_eq(extra, SHM_REMAP);
+	cr_expect_str_eq(prot_at(h, pr), "---p", "reserved again before the call");
+	char *q = shmat(ids[0], h, extra);
+	sk_span_commit(&t, q != (void *)-1);
+	cr_expect_eq(q, h);
+	shmdt(q);
+	for (int i = 0; i < 5; i++)
+		rmseg(ids[i]);
 	sk_span_fini();
 	munmap((void *)(uintptr_t)c.addr, c.size);
 }
