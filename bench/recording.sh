@@ -33,22 +33,29 @@ for r in $(seq "$rounds"); do
 		echo "$v $t" >> "$out"   # wall ns, cpu ns per cycle
 	done
 done
+# Ratios are paired: each round's variant over the same round's raw, then
+# the median of those. This machine runs in a fast and a slow phase (runs of
+# the same binary land near 25 us or 33 us a cycle) lasting longer than a
+# round, and a ratio of two medians mixes phases where a paired ratio
+# cancels them. The medians of the times themselves are printed as well.
 awk -v rounds="$rounds" '
-	function med(k, c,   m, j, x, y, z, a) {
-		m = n[k]; for (j = 1; j <= m; j++) a[j] = v[k, c, j]
+	function med(a, m,   x, y, z) {
 		for (x = 2; x <= m; x++) { y = a[x]; z = x - 1
 			while (z > 0 && a[z] > y) { a[z + 1] = a[z]; z-- } a[z + 1] = y }
 		return (m % 2) ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2 }
+	function col(k, c,   j, a) { for (j = 1; j <= n[k]; j++) a[j] = v[k, c, j]; return med(a, n[k]) }
+	function ratio(k, c,   j, a, m) {
+		m = 0; for (j = 1; j <= n[k] && j <= n["raw"]; j++) a[++m] = v[k, c, j] / v["raw", c, j]
+		return med(a, m) }
 	{ n[$1]++; v[$1, 1, n[$1]] = $2; v[$1, 2, n[$1]] = $3; names[$1] = 1 }
 	END {
 		split("raw bt0 bt16 bt0-nospan bt16-nospan strace", order, " ")
-		printf "%-12s %12s %8s %12s %8s   (%d rounds, interleaved)\n", "variant", "wall ns", "ratio", "cpu ns", "ratio", rounds
+		printf "%-12s %12s %8s %12s %8s   (%d rounds, interleaved; ratios: median of per-round ratios)\n", "variant", "wall ns", "ratio", "cpu ns", "ratio", rounds
 		for (i = 1; i <= 6; i++) { k = order[i]; if (!(k in names)) continue
-			w = med(k, 1); c = med(k, 2)
 			if (k == "strace")   # the tracee waits on strace: its CPU time says nothing
-				printf "%-12s %12.1f %8.3f %12s %8s\n", k, w, w / med("raw", 1), "-", "-"
+				printf "%-12s %12.1f %8.3f %12s %8s\n", k, col(k, 1), ratio(k, 1), "-", "-"
 			else
-				printf "%-12s %12.1f %8.3f %12.1f %8.3f\n", k, w, w / med("raw", 1), c, c / med("raw", 2)
+				printf "%-12s %12.1f %8.3f %12.1f %8.3f\n", k, col(k, 1), ratio(k, 1), col(k, 2), ratio(k, 2)
 		}
 	}' "$out"
 rm -f "$out"
