@@ -100,7 +100,7 @@
  * vfork: nothing.
  * exec:  nothing before; the new image's constructor calls sk_span_init.
  *
- * Names: the table is /dev/shm/SK_SPAN_TABLE_PREFIX "v2." ... ; the lead's reader and
+ * Names: the table is /dev/shm/SK_SPAN_TABLE_PREFIX "v3." ... ; the lead's reader and
  * the recorder ignore POSIX names that start with it. The table is created,
  * sized and mapped with raw syscalls, so no wrapper ever sees it.
  * ======================================================================
