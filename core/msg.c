@@ -55,6 +55,39 @@ static inline void sk_cpu_relax(void)
 #endif
 }
 
+/* Copies a payload into or out of the ring. The ring side is 8-aligned, so
+ * 8-byte moves never straddle a cache line there; glibc's memcpy moves 16 to
+ * 64 bytes at a time, unaligned, and a move that straddles two lines which
+ * the other CPU is writing or reading cost up to half the time of a message
+ * (bench/ring at 64 bytes, medians of 5 interleaved runs: 8-byte moves 80-88
+ * ns a message, memcpy 128-133, 16-byte moves 114-130 even ring-aligned).
+ * Above SK_COPY_SMALL, rep movsb (ERMS) beat memcpy by 5-15% at 512 and 4096
+ * bytes in the same runs. */
+#define SK_COPY_SMALL 256
+
+static inline void sk_copy(void *dst, const void *src, size_t n)
+{
+	char *d = dst;
+	const char *p = src;
+
+	if (n > SK_COPY_SMALL) {
+#if defined(__x86_64__) || defined(__i386__)
+		__asm__ __volatile__("rep movsb" : "+D"(d), "+S"(p), "+c"(n) : : "memory");
+#else
+		memcpy(d, p, n);
+#endif
+		return;
+	}
+	for (; n >= 8; n -= 8, d += 8, p += 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		memcpy(d, &w, 8);
+	}
+	for (; n; n--)
+		*d++ = *p++;
+}
+
 static inline size_t sk_rec_size(size_t len)
 {
 	return SK_REC_HDR + ((len + 7) & ~(size_t)7);
@@ -65,15 +98,20 @@ static inline int sk_idx_ok(const struct sk_seg *s, size_t v)
 	return v >= s->m_begin && v < s->m_end && (v & 7) == 0;
 }
 
+static size_t sk_max_rec(const struct sk_seg *s)
+{
+	/* An empty ring whose head sits in the middle offers max(end - head,
+	 * head - begin - 8) contiguous bytes, which is at least half. */
+	return ((s->m_end - s->m_begin - SK_REC_HDR) / 2) & ~(size_t)7;
+}
+
 /* Takes the ring bounds from the header once. They are not re-read later:
  * bounds the peer moves afterwards are not bounds we use. */
-static int sk_msg_ready(struct sk_seg *s)
+static SK_NOINLINE int sk_msg_ready_slow(struct sk_seg *s)
 {
 	const shmk_rbuf *rb = &s->desc.header->rbuf;
 	size_t b, e;
 
-	if (sk_likely(s->msg_ready))
-		return 0;
 	/* relaxed: the bounds are set before the segment is shared */
 	b = atomic_load_explicit(SK_ATOMIC_SZ(&rb->begin), memory_order_relaxed);
 	e = atomic_load_explicit(SK_ATOMIC_SZ(&rb->end), memory_order_relaxed);
@@ -82,6 +120,9 @@ static int sk_msg_ready(struct sk_seg *s)
 		return -EINVAL;
 	s->m_begin = b;
 	s->m_end = e;
+	s->m_maxlen = sk_max_rec(s) - SK_REC_HDR;
+	if (s->m_maxlen > UINT32_MAX)
+		s->m_maxlen = UINT32_MAX;
 	/* no cached view yet: SIZE_MAX never equals a checked index, so the
 	 * first call loads (and checks) both indices */
 	s->p_tail = s->c_head = SIZE_MAX;
@@ -89,11 +130,9 @@ static int sk_msg_ready(struct sk_seg *s)
 	return 0;
 }
 
-static size_t sk_max_rec(const struct sk_seg *s)
+static inline int sk_msg_ready(struct sk_seg *s)
 {
-	/* An empty ring whose head sits in the middle offers max(end - head,
-	 * head - begin - 8) contiguous bytes, which is at least half. */
-	return ((s->m_end - s->m_begin - SK_REC_HDR) / 2) & ~(size_t)7;
+	return sk_likely(s->msg_ready) ? 0 : sk_msg_ready_slow(s);
 }
 
 static inline _Atomic size_t *sk_head_p(struct sk_seg *s)
@@ -253,7 +292,7 @@ reload:
 	}
 }
 
-static void sk_publish(struct sk_seg *s, size_t at, size_t pad, size_t len)
+static SK_ALWAYS_INLINE void sk_publish(struct sk_seg *s, size_t at, size_t pad, size_t len)
 {
 	struct sk_ctrl *c = sk_ctrl_of(&s->desc);
 	struct sk_rec_hdr hd = { (uint32_t)len, SK_KIND_MSG };
@@ -423,10 +462,32 @@ static int sk_reserve(struct sk_seg *s, size_t len, struct sk_try *a, int timeou
 
 	if ((rc = sk_msg_ready(s)) < 0)
 		return rc;
-	if (len > UINT32_MAX || sk_rec_size(len) > sk_max_rec(s))
+	if (len > s->m_maxlen)
 		return -EMSGSIZE;
 	a->rec = sk_rec_size(len);
 	return sk_wait(s, 1, a, timeout_ms);
+}
+
+/* The common case of sk_room, inline: tail is still where we left it (so it
+ * is the checked value we computed) and the cached head leaves room without
+ * wrapping. Anything else, sk_room decides. Measured: the layered path cost
+ * ~160 instructions a send (callgrind), against ~20 for ck_ring's enqueue. */
+static inline int sk_room_fast(struct sk_seg *s, size_t rec, size_t *at)
+{
+	/* relaxed: tail is ours (or was handed to us by the lock's ordering) */
+	size_t t = atomic_load_explicit(sk_tail_p(s), memory_order_relaxed);
+	size_t h = s->p_head;
+
+	/* checked even though it equals our cached tail: a peer can write the
+	 * "no cache yet" SIZE_MAX too (ring_fuzz found it) */
+	if (sk_unlikely(t != s->p_tail || !sk_idx_ok(s, t)))
+		return 0;
+	if (t >= h ? rec + (h == s->m_begin ? SK_REC_HDR : 0) <= s->m_end - t
+	           : rec + SK_REC_HDR <= h - t) {
+		*at = t;
+		return 1;
+	}
+	return 0;
 }
 
 int shmk_msg_send(shmk_shm_desc *desc, const void *msg, size_t len, int timeout_ms)
@@ -440,9 +501,13 @@ int shmk_msg_send(shmk_shm_desc *desc, const void *msg, size_t len, int timeout_
 	s = sk_seg_of(desc);
 	if (s->res_open)
 		return EBUSY;
-	if ((rc = sk_reserve(s, len, &a, timeout_ms)) < 0)
+	if (sk_likely(s->msg_ready) && sk_likely(len <= s->m_maxlen) &&
+	    sk_room_fast(s, sk_rec_size(len), &a.at)) {
+		a.pad = SIZE_MAX;
+	} else if ((rc = sk_reserve(s, len, &a, timeout_ms)) < 0) {
 		return -rc;
-	memcpy((char *)desc->header + a.at + SK_REC_HDR, msg, len);
+	}
+	sk_copy((char *)desc->header + a.at + SK_REC_HDR, msg, len);
 	sk_publish(s, a.at, a.pad, len);
 	return 0;
 }
@@ -495,6 +560,36 @@ static int sk_take(struct sk_seg *s, struct sk_try *a, int timeout_ms)
 	return sk_wait(s, 0, a, timeout_ms);
 }
 
+/* The common case of sk_next, inline: head is still where we left it, the
+ * cached tail says there is a record, and it is a message, not a PAD. The
+ * header is checked as in sk_next before a byte of payload is touched. */
+static inline int sk_next_fast(struct sk_seg *s, struct sk_try *a)
+{
+	/* relaxed: head is ours, as tail is the producer's */
+	size_t h = atomic_load_explicit(sk_head_p(s), memory_order_relaxed);
+	size_t t = s->c_tail, avail;
+	struct sk_rec_hdr hd;
+
+	/* t was checked when it was loaded, and records up to it stay
+	 * published while head is still c_head; h is checked although it
+	 * equals c_head, since a peer can write the initial SIZE_MAX too */
+	if (sk_unlikely(h != s->c_head || h == t || !sk_idx_ok(s, h)))
+		return 0;
+	memcpy(&hd, (char *)s->desc.header + h, sizeof(hd));
+	if (sk_unlikely(hd.kind != SK_KIND_MSG))
+		return 0;
+	avail = (t > h ? t : s->m_end) - h;
+	/* avail is a multiple of 8, so the padded record fits as well */
+	if (sk_unlikely(hd.len > avail - SK_REC_HDR))
+		return 0;
+	a->at = h + SK_REC_HDR;
+	a->len = hd.len;
+	a->nh = h + sk_rec_size(hd.len);
+	if (a->nh == s->m_end)
+		a->nh = s->m_begin;
+	return 1;
+}
+
 int shmk_msg_recv(shmk_shm_desc *desc, void *buf, size_t buflen, size_t *len, int timeout_ms)
 {
 	struct sk_seg *s;
@@ -506,12 +601,13 @@ int shmk_msg_recv(shmk_shm_desc *desc, void *buf, size_t buflen, size_t *len, in
 	s = sk_seg_of(desc);
 	if (s->peek_open)
 		return EBUSY;
-	if ((rc = sk_take(s, &a, timeout_ms)) < 0)
+	if (!(sk_likely(s->msg_ready) && sk_next_fast(s, &a)) &&
+	    (rc = sk_take(s, &a, timeout_ms)) < 0)
 		return -rc;
 	*len = a.len;
 	if (a.len > buflen)
 		return EMSGSIZE;
-	memcpy(buf, (char *)desc->header + a.at, a.len);
+	sk_copy(buf, (char *)desc->header + a.at, a.len);
 	sk_release(s, a.nh);
 	return 0;
 }
