@@ -371,6 +371,8 @@ static struct {
 	pthread_mutex_t lock;
 	unsigned n;
 	uint64_t base[MAX_KNOWN], start[MAX_KNOWN];
+	uint64_t name[MAX_KNOWN];     /* hash of the path: a library loaded
+				       * where a dlclose'd one was is new */
 	uint8_t seen[MAX_KNOWN];
 } M = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -426,10 +428,11 @@ static const uint8_t *find_build_id(struct dl_phdr_info *info, size_t *len)
 	return NULL;
 }
 
+/* arg: NULL to mark the known modules still loaded, non-NULL to log the
+ * new ones too. */
 static int module_cb(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	(void)size;
-	(void)arg;
 	uint64_t lo = UINT64_MAX, hi = 0;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
@@ -441,20 +444,26 @@ static int module_cb(struct dl_phdr_info *info, size_t size, void *arg)
 	}
 	if (hi == 0)
 		return 0;
-	for (unsigned i = 0; i < M.n; i++)
-		if (M.base[i] == info->dlpi_addr && M.start[i] == lo) {
-			M.seen[i] = 1;
-			return 0;
-		}
 	const char *path = info->dlpi_name;
 	if (!path || !*path)
 		path = L.hdr ? L.hdr->exe : "";
+	uint64_t nh = 0xcbf29ce484222325ull;      /* FNV-1a */
+	for (const char *c = path; *c; c++)
+		nh = (nh ^ (uint8_t)*c) * 0x100000001b3ull;
+	for (unsigned i = 0; i < M.n; i++)
+		if (M.base[i] == info->dlpi_addr && M.start[i] == lo && M.name[i] == nh) {
+			M.seen[i] = 1;
+			return 0;
+		}
+	if (!arg)
+		return 0;
 	size_t bid_len;
 	const uint8_t *bid = find_build_id(info, &bid_len);
 	log_module(info->dlpi_addr, lo, hi, path, bid, bid_len, SK_EV_MODULE);
 	if (M.n < MAX_KNOWN) {
 		M.base[M.n] = info->dlpi_addr;
 		M.start[M.n] = lo;
+		M.name[M.n] = nh;
 		M.seen[M.n] = 1;
 		M.n++;
 	}
@@ -467,6 +476,8 @@ void sk_log_modules(void)
 		return;
 	pthread_mutex_lock(&M.lock);
 	memset(M.seen, 0, sizeof M.seen);
+	/* The gone first: a library loaded where a dlclose'd one was has the
+	 * same base and start, and a reader applies the records in order. */
 	dl_iterate_phdr(module_cb, NULL);
 	for (unsigned i = 0; i < M.n;) {
 		if (M.seen[i]) {
@@ -477,8 +488,10 @@ void sk_log_modules(void)
 		M.n--;
 		M.base[i] = M.base[M.n];
 		M.start[i] = M.start[M.n];
+		M.name[i] = M.name[M.n];
 		M.seen[i] = M.seen[M.n];
 	}
+	dl_iterate_phdr(module_cb, &M);
 	pthread_mutex_unlock(&M.lock);
 }
 

@@ -29,10 +29,51 @@ static int dl_counts(struct dl_phdr_info *info, size_t size, void *arg)
 	return 1;   /* the counters are in every entry: stop at the first */
 }
 
-/* A frame in a library dlopen'ed after the log opened needs that library's
- * load address in the log before the event: ~8 ns to ask (measured). */
-static void modules_check(void)
+/* Return addresses seen since the module list last changed: a stack whose
+ * every frame is here needs no look at the module list. Direct-mapped,
+ * racy on purpose (a lost or overwritten entry only means one more look);
+ * each entry holds pc ^ tag(gen), so that a change of the list (gen + 1)
+ * retires them all at once. */
+#define VPC_SIZE 512
+static uint64_t vpc[VPC_SIZE];
+static uint64_t vpc_gen = 1;
+static uint64_t vpc_full_ns;      /* last look at the module list */
+/* A library dlclose'd and another dlopen'ed at the same address between
+ * two looks keeps the first one's frames known: the list is looked at
+ * anyway at least this often. */
+#define VPC_RECHECK_NS 100000000ull
+
+static inline uint64_t vpc_tag(void)
 {
+	return __atomic_load_n(&vpc_gen, __ATOMIC_ACQUIRE) * 0x9e3779b97f4a7c15ull;
+}
+
+static inline unsigned vpc_slot(uint64_t pc)
+{
+	return (unsigned)((pc ^ (pc >> 9) ^ (pc >> 23)) % VPC_SIZE);
+}
+
+/* A frame in a library dlopen'ed after the log opened needs that library's
+ * load address in the log before the event. dl_iterate_phdr tells (its
+ * counters), but asking it on every event cost 5% of a shmget+shmat+shmdt+
+ * RMID cycle with 16-frame stacks (bench/recording.sh, 11 rounds: 1.151 ->
+ * 1.102 without it): it takes the loader's recursive lock twice. So it is
+ * asked when a frame is not among those seen since the list last changed,
+ * and every VPC_RECHECK_NS. Inside the fork gate (it takes the loader lock). */
+void sk_rec_modules_changed(void)
+{
+	__atomic_fetch_add(&vpc_gen, 1, __ATOMIC_RELEASE);
+}
+
+static void modules_check(void **pcs, int from, int n, uint64_t now)
+{
+	uint64_t tag = vpc_tag();
+	int known = now - __atomic_load_n(&vpc_full_ns, __ATOMIC_RELAXED) < VPC_RECHECK_NS;
+	for (int i = from; known && i < n; i++)
+		known = __atomic_load_n(&vpc[vpc_slot((uint64_t)pcs[i])], __ATOMIC_RELAXED) ==
+			((uint64_t)pcs[i] ^ tag);
+	if (sk_likely(known))
+		return;
 	unsigned long long c[2] = { 0, 0 };
 	dl_iterate_phdr(dl_counts, c);
 	if (sk_unlikely(c[0] != __atomic_load_n(&seen_adds, __ATOMIC_RELAXED) ||
@@ -40,7 +81,13 @@ static void modules_check(void)
 		__atomic_store_n(&seen_adds, c[0], __ATOMIC_RELAXED);
 		__atomic_store_n(&seen_subs, c[1], __ATOMIC_RELAXED);
 		sk_log_modules();
+		__atomic_fetch_add(&vpc_gen, 1, __ATOMIC_RELEASE);
+		tag = vpc_tag();
 	}
+	__atomic_store_n(&vpc_full_ns, now, __ATOMIC_RELAXED);
+	for (int i = from; i < n; i++)
+		__atomic_store_n(&vpc[vpc_slot((uint64_t)pcs[i])], (uint64_t)pcs[i] ^ tag,
+				 __ATOMIC_RELAXED);
 }
 
 /* libunwind's first use makes a pipe (mem_validate_pipe, x86_64 Ginit.c)
@@ -99,7 +146,7 @@ void sk_rec_atfork_child(void)
 
 /* Inlined into each sk_ev_*: unw_backtrace starts in its caller, and every
  * frame of ours it walks is ~95 instructions (callgrind) thrown away. */
-static SK_ALWAYS_INLINE unsigned backtrace_raw(uint64_t *out)
+static SK_ALWAYS_INLINE unsigned backtrace_raw(uint64_t *out, uint64_t now)
 {
 	unsigned depth = sk_rec_cfg.bt_depth;
 	if (depth == 0)
@@ -123,17 +170,19 @@ static SK_ALWAYS_INLINE unsigned backtrace_raw(uint64_t *out)
 		__atomic_fetch_sub(&bt_users, 1, __ATOMIC_RELEASE);
 		return 0;
 	}
-	modules_check();
 	void *pcs[SK_MAX_FRAMES + 8];
 	sk_rec_in_unwind = 1;
 	int n = unw_backtrace(pcs, (int)depth + 8);
 	sk_rec_in_unwind = 0;
-	bt_mine--;
-	__atomic_fetch_sub(&bt_users, 1, __ATOMIC_RELEASE);
 	int i = 0;
 	while (i < n && (uint64_t)pcs[i] >= sk_rec_cfg.self_lo &&
 	       (uint64_t)pcs[i] < sk_rec_cfg.self_hi)
 		i++;
+	if (n > i + (int)depth)
+		n = i + (int)depth;
+	modules_check(pcs, i, n, now);
+	bt_mine--;
+	__atomic_fetch_sub(&bt_users, 1, __ATOMIC_RELEASE);
 	unsigned k = 0;
 	for (; i < n && k < depth; i++)
 		out[k++] = (uint64_t)pcs[i];
@@ -145,7 +194,7 @@ static SK_ALWAYS_INLINE unsigned backtrace_raw(uint64_t *out)
 #define BEGIN(T, extra)                                                        \
 	uint64_t now_ = sk_now_mono();                                         \
 	uint64_t fr_[SK_MAX_FRAMES];                                           \
-	unsigned nf_ = backtrace_raw(fr_);                                     \
+	unsigned nf_ = backtrace_raw(fr_, now_);                                     \
 	size_t len_ = sizeof(T) + (extra) + (size_t)nf_ * 8;                   \
 	T *e = (T *)(void *)sk_log_reserve(len_);                              \
 	if (!e)                                                                \

@@ -24,6 +24,9 @@ void sk_rec_init(void);
  * notes its fds here ({lo, hi}; INT_MAX until then). */
 extern SK_TLS int sk_rec_in_unwind;
 extern int sk_unw_fd[2];
+/* A library was unloaded (the dlclose wrapper): the next event looks at
+ * the module list again. AS-safe (one atomic add). */
+void sk_rec_modules_changed(void);
 /* fork: no thread may be inside dl_iterate_phdr (see record.c). */
 void sk_rec_atfork_prepare(void);
 void sk_rec_atfork_parent(void);

@@ -87,5 +87,6 @@ void sk_real_resolve(void)
 	RESOLVE(_Exit, NULL);
 	RESOLVE(signal, NULL);
 	RESOLVE(sigaction, NULL);
+	RESOLVE(dlclose, NULL);
 	resolving = 0;
 }

@@ -49,6 +49,7 @@ struct sk_real {
 	void (*_Exit)(int);
 	void (*(*signal)(int, void (*)(int)))(int);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+	int (*dlclose)(void *);
 };
 
 extern struct sk_real sk_real;
