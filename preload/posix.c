@@ -70,7 +70,9 @@ SK_EXPORT int shm_open(const char *name, int oflag, mode_t mode)
 	SK_ENTER();
 	if (fd < 0) {
 		sk_count_failed(SK_FN_SHM_OPEN);
-	} else if (sk_log_ready()) {
+	} else {
+		/* The fd is known with or without a log: where the object is
+		 * placed must not depend on whether this process records. */
 		char cn[SK_NAME_MAX];
 		canon_name(name, cn);
 		struct stat st;
@@ -91,8 +93,9 @@ SK_EXPORT int shm_open(const char *name, int oflag, mode_t mode)
 				sk_posix_created(cn, st.st_dev, st.st_ino);
 			sk_tab_unlock();
 		}
-		sk_ev_posix_open(cn, fd, oflag, st.st_dev, st.st_ino, (uint64_t)st.st_size,
-				 st.st_mode & 07777, st.st_uid, flags);
+		if (sk_log_ready())
+			sk_ev_posix_open(cn, fd, oflag, st.st_dev, st.st_ino, (uint64_t)st.st_size,
+					 st.st_mode & 07777, st.st_uid, flags);
 	}
 	SK_LEAVE();
 	return fd;

@@ -51,7 +51,9 @@ SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 	SK_ENTER();
 	if (ret < 0) {
 		sk_count_failed(SK_FN_SHMGET);
-	} else if (sk_log_ready()) {
+	} else {
+		/* The table (sizes for placement) is kept without a log too. */
+		int logging = sk_log_ready();
 		unsigned flags = 0;
 		uint64_t segsz = size;
 		uint32_t mode = (uint32_t)shmflg & 0777, cuid = sk_euid;
@@ -60,6 +62,8 @@ SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 			flags |= SK_F_CREATED;   /* the common case: no table lookup */
 		} else if (known_segment(ret, &known)) {
 			segsz = known.size;
+		} else if (!logging) {
+			segsz = 0;               /* unknown: shmat asks the kernel */
 		} else {
 			/* Opened or created? Only the kernel knows: created by
 			 * this pid within the last seconds, with no attach. */
@@ -79,7 +83,8 @@ SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 			sk_sysv_note(ret, key, segsz, flags & SK_F_CREATED);
 			sk_tab_unlock();
 		}
-		sk_ev_sysv_get(key, ret, segsz, shmflg, flags, mode, cuid);
+		if (logging)
+			sk_ev_sysv_get(key, ret, segsz, shmflg, flags, mode, cuid);
 	}
 	SK_LEAVE();
 	return ret;
@@ -277,7 +282,7 @@ SK_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 	SK_ENTER();
 	if (ret < 0) {
 		sk_count_failed(SK_FN_SHMCTL);
-	} else if (sk_log_ready()) {
+	} else {
 		struct sk_sysv s = { .shmid = shmid };
 		int have = 0;
 		if (sk_tab_lock()) {
@@ -286,10 +291,14 @@ SK_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 				sk_sysv_forget(shmid);
 			sk_tab_unlock();
 		}
+		/* The span's entry goes with or without a log: placement
+		 * goes on when recording cannot. */
 		if (op == IPC_RMID) {
 			struct sk_span_key k = { .kind = SK_SPAN_SYSV, .shmid = shmid };
 			sk_span_removed(&k);
 		}
+		if (!sk_log_ready())
+			goto out;
 		uint32_t uid = 0, gid = 0, mode = 0;
 		if (op == IPC_SET && buf) {
 			uid = buf->shm_perm.uid;
@@ -299,6 +308,7 @@ SK_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 		sk_ev_sysv_ctl(shmid, op, uid, gid, mode, have ? s.key : 0,
 			       have ? s.size : 0, 0);
 	}
+out:
 	SK_LEAVE();
 	return ret;
 }

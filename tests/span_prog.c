@@ -19,6 +19,10 @@
  *       prints "fixed ADDR|error ERRNO" and "other ADDR"; checks that both
  *       hold their own data; removes both. Exit 0, 3 if the fixed attach
  *       failed, 1 on a failed check.
+ *   span_prog cycle N NAME       N times: a private 4 KiB SysV segment and
+ *       a 4 KiB POSIX object NAME, each created, attached without an
+ *       address, touched, detached and removed; prints "sysv ADDR K" and
+ *       "posix ADDR K": the first address and how many distinct ones.
  * Exit 1 on a failed check. */
 #include <errno.h>
 #include <fcntl.h>
@@ -234,6 +238,47 @@ static int fixed(void *addr)
 	return ret;
 }
 
+static int cycle(int n, const char *name)
+{
+	void *first[2] = { NULL, NULL };
+	int distinct[2] = { 0, 0 };
+	void *seen[2][64];
+	for (int i = 0; i < n; i++) {
+		void *a[2];
+		int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+		if (id < 0)
+			fail("shmget");
+		if ((a[0] = shmat(id, NULL, 0)) == (void *)-1)
+			fail("shmat");
+		*(volatile char *)a[0] = 1;
+		if (shmdt(a[0]) < 0 || shmctl(id, IPC_RMID, NULL) < 0)
+			fail("shmdt/IPC_RMID");
+		int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+		if (fd < 0 || ftruncate(fd, 4096) < 0)
+			fail("shm_open/ftruncate");
+		a[1] = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (a[1] == MAP_FAILED)
+			fail("mmap");
+		*(volatile char *)a[1] = 1;
+		if (munmap(a[1], 4096) < 0 || close(fd) < 0 || shm_unlink(name) < 0)
+			fail("munmap/close/shm_unlink");
+		for (int k = 0; k < 2; k++) {
+			int j = 0;
+			while (j < distinct[k] && j < 64 && seen[k][j] != a[k])
+				j++;
+			if (j == distinct[k]) {
+				if (j < 64)
+					seen[k][j] = a[k];
+				distinct[k]++;
+			}
+			if (!first[k])
+				first[k] = a[k];
+		}
+	}
+	printf("sysv %p %d\nposix %p %d\n", first[0], distinct[0], first[1], distinct[1]);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -245,6 +290,8 @@ int main(int argc, char **argv)
 		return one(strtoul(argv[2], NULL, 0), argv[3]);
 	if (argc == 3 && strcmp(argv[1], "fixed") == 0)
 		return fixed((void *)(uintptr_t)strtoull(argv[2], NULL, 0));
-	fprintf(stderr, "usage: span_prog make|join KEY NAME DIR | one SIZE NAME | fixed ADDR\n");
+	if (argc == 4 && strcmp(argv[1], "cycle") == 0)
+		return cycle(atoi(argv[2]), argv[3]);
+	fprintf(stderr, "usage: span_prog make|join KEY NAME DIR | one SIZE NAME | fixed ADDR | cycle N NAME\n");
 	return 2;
 }
