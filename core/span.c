@@ -1267,6 +1267,16 @@ static void hole_make(struct lslot *s)
 		hole_fill(&S.slots[first]);
 }
 
+/* [a, e) was just reserved again: holes there are reservation now. */
+static void holes_reserved(uintptr_t a, uintptr_t e)
+{
+	for (int i = 0; i < S.hwm; i++) {
+		struct lslot *s = &S.slots[i];
+		if (s->state == L_HOLE && a < s->end && s->start < e)
+			s->state = L_FREE;
+	}
+}
+
 /* ---- placement ------------------------------------------------------------- */
 
 static uint64_t cache_key(const struct sk_span_key *k)
@@ -1993,6 +2003,21 @@ out:
 	return r;
 }
 
+void sk_span_taken(const void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr, e = a + (len ? len : 1);
+	if (sk_span_g.base == 0 || e < a || enter() < 0)
+		return;
+	llock();
+	for (int i = 0; i < S.hwm; i++) {
+		struct lslot *s = &S.slots[i];
+		if (s->state == L_HOLE && a < s->end && s->start < e)
+			*s = (struct lslot){ L_MAPPED, SK_SPAN_ANON, s->start, s->end, -1, -1, false, false };
+	}
+	lunlock();
+	leave();
+}
+
 int sk_span_rereserve(const void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr, e = a + len;
@@ -2013,6 +2038,11 @@ int sk_span_rereserve(const void *addr, size_t len)
 	else if ((uintptr_t)m != a) {
 		raw_munmap(m, e - a);
 		r = -EEXIST;
+	} else if (enter() == 0) {
+		llock();
+		holes_reserved(a, e);
+		lunlock();
+		leave();
 	}
 	errno = saved;
 	return r;

@@ -301,6 +301,13 @@ int sk_span_explicit(const struct sk_span_key *key, const void *addr,
  * call), -errno (forward the real call). AS-safe. */
 int sk_span_unmap(const void *addr, size_t len, int how, int *shmid);
 
+/* A mapping the kernel placed itself (mmap without MAP_FIXED, mremap, the
+ * kernel's shmat address) overlaps the span: it can only be in one of our
+ * holes, which then stops being ours (a placement there is refused, never
+ * mapped over). The wrappers call it when a result overlaps the span.
+ * AS-safe (does nothing when re-entered). */
+void sk_span_taken(const void *addr, size_t len);
+
 /* Maps the reservation back over [addr, addr+len) (clipped to the span)
  * with MAP_FIXED_NOREPLACE: never clobbers what another thread mapped in
  * between. Returns: 0, -EEXIST (something is there), -EINVAL. AS-safe. */

@@ -182,8 +182,13 @@ static void *mmap_span(void *addr, size_t len, int prot, int flags, int fd, off_
 			}
 			/* Refused at that address: under warn, the kernel's own
 			 * choice is the answer the program would have had. */
-			if (sk_span_policy() == SK_SPAN_STRICT)
+			if (sk_span_policy() == SK_SPAN_STRICT) {
+				/* A hole of ours that something else took: the
+				 * program asked for no address, so not EEXIST. */
+				if (t.hole && errno == EEXIST)
+					errno = sk_span_strict_errno(SK_SPAN_POSIX, flags);
 				return ret;
+			}
 			errno = saved;
 			ret = REAL(mmap)(addr, len, prot, flags, fd, off);
 			if (ret != MAP_FAILED)
@@ -238,14 +243,23 @@ SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
 	int shm_fd = !(flags & MAP_ANONYMOUS) && sk_fd_maybe_shm(fd);
 	int over = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
 		   (sk_att_maybe((uint64_t)addr, len) || sk_span_overlaps(addr, len));
-	if (sk_likely(!shm_fd && !over))
-		return REAL(mmap)(addr, len, prot, flags, fd, off);
+	if (sk_likely(!shm_fd && !over)) {
+		void *r = REAL(mmap)(addr, len, prot, flags, fd, off);
+		/* The kernel's own address in the span: one of our holes. */
+		if (sk_unlikely(r != MAP_FAILED && sk_span_overlaps(r, len)))
+			sk_span_taken(r, len);
+		return r;
+	}
 	if (!sk_on())
 		return REAL(mmap)(addr, len, prot, flags, fd, off);
 	unsigned aflags = 0, why;
 	int r;
 	void *ret = mmap_span(addr, len, prot, flags, fd, off, shm_fd, &aflags, &why, &r);
 	int sk_errno_ = errno;
+	/* The kernel's own address in the span: one of our holes. */
+	if (ret != MAP_FAILED && !(aflags & SK_F_PLACED) &&
+	    !(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && sk_span_overlaps(ret, len))
+		sk_span_taken(ret, len);
 	if (ret == MAP_FAILED) {
 		if (shm_fd)
 			sk_count_failed(SK_FN_MMAP);
@@ -324,9 +338,12 @@ SK_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...
 	int hit = sk_att_maybe((uint64_t)old, old_len ? old_len : 1) ||
 		  sk_span_overlaps(old, old_len) ||
 		  ((flags & MREMAP_FIXED) && sk_att_maybe((uint64_t)new_addr, new_len));
-	if (sk_likely(!hit))
-		return REAL(mremap)(old, old_len, new_len, flags, new_addr);
 	void *ret = REAL(mremap)(old, old_len, new_len, flags, new_addr);
+	/* Grown or moved by the kernel into the span: one of our holes. */
+	if (sk_unlikely(ret != MAP_FAILED && sk_span_overlaps(ret, new_len)))
+		sk_span_taken(ret, new_len);
+	if (sk_likely(!hit))
+		return ret;
 	if (!sk_on())
 		return ret;
 	SK_ENTER();

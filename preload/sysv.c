@@ -138,9 +138,12 @@ static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint64_t siz
 				return ret;
 			}
 			/* The kernel refused the address, not necessarily the
-			 * segment (a SHM_HUGETLB one wants huge-page alignment):
-			 * under warn, its own choice is the answer the program
-			 * would have had. */
+			 * segment (a SHM_HUGETLB one wants huge-page alignment;
+			 * a hole of ours that something else took: EINVAL or
+			 * EEXIST): under warn, its own choice is the answer the
+			 * program would have had. */
+			if (errno == EEXIST && t.hole)
+				errno = EINVAL;   /* shmat(2) has no EEXIST */
 			if (errno != EINVAL || sk_span_policy() == SK_SPAN_STRICT)
 				return ret;
 			errno = saved;
@@ -199,6 +202,10 @@ SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 	int r;
 	void *ret = shmat_span(shmid, shmaddr, shmflg, size, &flags, &why, &r);
 	int sk_errno_ = errno;
+	/* The kernel's own address in the span: one of our holes. */
+	if (ret != (void *)-1 && !shmaddr && !(flags & SK_F_PLACED) &&
+	    sk_span_overlaps(ret, size ? size : 1))
+		sk_span_taken(ret, size ? size : 1);
 	if (ret == (void *)-1) {
 		sk_count_failed(SK_FN_SHMAT);
 	} else if (sk_log_ready()) {

@@ -1014,6 +1014,31 @@ Test(span_table, holes)
 	sk_span_commit(&t, q != (void *)-1);
 	cr_expect_eq(q, h);
 	shmdt(q);
+	/* A hole reserved again (sk_span_rereserve, as after mremap moved a
+	 * mapping out) is reservation: the next placement there replaces it
+	 * (not "into a hole"). */
+	int e1 = mkseg(4096);
+	char *p1 = attach(e1, NULL);
+	detach(p1);
+	cr_assert_str_eq(prot_at(p1, pr), "");
+	cr_expect_eq(sk_span_rereserve(p1, 4096), 0);
+	cr_expect_str_eq(prot_at(p1, pr), "---p");
+	struct sk_span_key k1 = { .kind = SK_SPAN_SYSV, .shmid = e1 };
+	cr_assert_eq(sk_span_place(&k1, 0, 0, &t, &at), 0);
+	cr_expect_eq(at, (void *)p1);
+	cr_expect(!t.hole, "reserved again: not a hole any more");
+	char *q1 = shmat(e1, at, t.hole ? 0 : SHM_REMAP);
+	sk_span_commit(&t, q1 != (void *)-1);
+	cr_expect_eq(q1, p1);
+	/* A hole the kernel gave to someone (sk_span_taken, as the mmap
+	 * wrapper reports it): refused at once, before any call. */
+	detach(q1);
+	char *y = mmap(p1, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+	cr_assert_eq(y, p1);
+	sk_span_taken(y, 4096);
+	cr_expect_eq(sk_span_place(&k1, 0, 0, &t, &at), -EEXIST);
+	munmap(y, 4096);
+	rmseg(e1);
 	for (int i = 0; i < 5; i++)
 		rmseg(ids[i]);
 	sk_span_fini();
