@@ -17,8 +17,11 @@ trap 'rm -rf "$logs"' EXIT
 out=$(mktemp)
 variants="raw bt0 bt16 bt0-nospan bt16-nospan"
 command -v strace >/dev/null 2>&1 && variants="$variants strace"
+nv=$(echo $variants | wc -w)
 for r in $(seq "$rounds"); do
-	for v in $variants; do
+	# Each round starts one variant later: none always follows another.
+	order=$(echo $variants $variants | tr ' ' '\n' | sed -n "$((r % nv + 1)),$((r % nv + nv))p")
+	for v in $order; do
 		rm -f "$logs"/*
 		case $v in
 		raw)    t=$("$bin" "$cycles") ;;

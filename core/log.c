@@ -184,6 +184,14 @@ struct sk_rec *sk_log_reserve(size_t len)
 		if (end + LOG_AHEAD > __atomic_load_n(&L.populated, __ATOMIC_ACQUIRE))
 			populate(end + LOG_AHEAD);
 	}
+	/* The next records' lines, for writing: the kernel zeroed these pages
+	 * when it populated them, most likely out of the cache, and each first
+	 * store to a line would wait for it (RFO). Asked for one event ahead,
+	 * they are in by the next one. Measured: 0.993 x without, over 21
+	 * interleaved rounds of bench/recording's workload (within this VM's
+	 * noise; it costs two instructions). */
+	__builtin_prefetch(L.base + end + 64, 1, 3);
+	__builtin_prefetch(L.base + end + 128, 1, 3);
 	return (struct sk_rec *)(void *)(L.base + off);
 }
 
