@@ -405,7 +405,8 @@ static void log_module(uint64_t base, uint64_t start, uint64_t end, const char *
 	e->pad = 0;
 	char *p = (char *)(e + 1);
 	memset(p, 0, SK_ALIGN8(bid_len) + SK_ALIGN8(plen + 1));
-	memcpy(p, bid, bid_len);
+	if (bid_len)     /* a GONE record has no build-id (bid NULL) */
+		memcpy(p, bid, bid_len);
 	memcpy(p + SK_ALIGN8(bid_len), path, plen);
 	sk_log_commit(r, type, len, sk_now_mono());
 }
