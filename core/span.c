@@ -2008,12 +2008,20 @@ void sk_span_taken(const void *addr, size_t len)
 	uintptr_t a = (uintptr_t)addr, e = a + (len ? len : 1);
 	if (sk_span_g.base == 0 || e < a || enter() < 0)
 		return;
+	a &= ~(uintptr_t)(S.shmlba - 1);
+	e = (e + S.shmlba - 1) & ~(uintptr_t)(S.shmlba - 1);
 	llock();
+	/* The whole mapping is the program's now, not only the holes it took:
+	 * part of it may lie where nothing of ours was (the tail an mremap
+	 * shrink left, a shmdt we did not see), which a placement would
+	 * otherwise take for reservation and map over (diff_transparency
+	 * found one). */
 	for (int i = 0; i < S.hwm; i++) {
 		struct lslot *s = &S.slots[i];
 		if (s->state == L_HOLE && a < s->end && s->start < e)
-			*s = (struct lslot){ L_MAPPED, SK_SPAN_ANON, s->start, s->end, -1, -1, false, false };
+			s->state = L_FREE;
 	}
+	slot_new(L_MAPPED, SK_SPAN_ANON, a, e, -1, -1);
 	lunlock();
 	leave();
 }

@@ -302,10 +302,11 @@ int sk_span_explicit(const struct sk_span_key *key, const void *addr,
 int sk_span_unmap(const void *addr, size_t len, int how, int *shmid);
 
 /* A mapping the kernel placed itself (mmap without MAP_FIXED, mremap, the
- * kernel's shmat address) overlaps the span: it can only be in one of our
- * holes, which then stops being ours (a placement there is refused, never
- * mapped over). The wrappers call it when a result overlaps the span.
- * AS-safe (does nothing when re-entered). */
+ * kernel's shmat address) overlaps the span: it can only be where nothing
+ * of ours was mapped or reserved (a hole, an untracked gap). The range is
+ * remembered as the program's (a placement there is refused, never mapped
+ * over) until the program unmaps it. The wrappers call it when a result
+ * overlaps the span. AS-safe (does nothing when re-entered). */
 void sk_span_taken(const void *addr, size_t len);
 
 /* Maps the reservation back over [addr, addr+len) (clipped to the span)

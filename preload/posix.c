@@ -339,9 +339,16 @@ SK_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...
 		  sk_span_overlaps(old, old_len) ||
 		  ((flags & MREMAP_FIXED) && sk_att_maybe((uint64_t)new_addr, new_len));
 	void *ret = REAL(mremap)(old, old_len, new_len, flags, new_addr);
-	/* Grown or moved by the kernel into the span: one of our holes. */
-	if (sk_unlikely(ret != MAP_FAILED && sk_span_overlaps(ret, new_len)))
-		sk_span_taken(ret, new_len);
+	/* Moved by the kernel into the span, or grown in place there: what it
+	 * took is the program's now. (Not the part that stayed where it was:
+	 * that may be a placement of ours.) */
+	if (sk_unlikely(ret != MAP_FAILED)) {
+		uint64_t ol = sk_page_round(old_len), nl = sk_page_round(new_len);
+		if (ret != old && sk_span_overlaps(ret, new_len))
+			sk_span_taken(ret, new_len);
+		else if (ret == old && nl > ol && sk_span_overlaps((char *)old + ol, nl - ol))
+			sk_span_taken((char *)old + ol, nl - ol);
+	}
 	if (sk_likely(!hit))
 		return ret;
 	if (!sk_on())
@@ -352,6 +359,11 @@ SK_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...
 		/* Moved out of its place: the span takes the old range back. */
 		sk_span_unmap(old, old_len, SK_SPAN_FORGET, NULL);
 		sk_span_rereserve(old, old_len);
+	} else if (ret == old && new_len < old_len && sk_span_overlaps(old, old_len)) {
+		/* Shrunk in place: the span takes the tail back. */
+		uint64_t keep = sk_page_round(new_len), end = sk_page_round(old_len);
+		if (keep < end)
+			sk_span_rereserve((char *)old + keep, end - keep);
 	}
 	if (ret == MAP_FAILED) {
 		sk_count_failed(SK_FN_MREMAP);

@@ -25,6 +25,11 @@ command -v runuser >/dev/null && command -v useradd >/dev/null ||
 if [ -z "$SHMK_IN_NS" ] && unshare -pf --mount-proc true 2>/dev/null; then
 	SHMK_IN_NS=1 exec unshare -pf --mount-proc "${SHELL:-/bin/sh}" "$0" "$@"
 fi
+# A span (and so a table) of this test's own: processes of another pid
+# namespace that die here would look alive forever in the machine's default
+# table (liveness is not judged across pid namespaces). Removed at exit.
+span_hex=$(printf '%x' $(( 0x2e0000000000 + ($$ % 256) * 0x100000000 )))
+export SHMKEEPER_SPAN=0x$span_hex:1G
 sysv_of() { awk -v p="$1" 'NR > 1 && $5 == p { print $2 }' /proc/sysvipc/shm; }
 
 user=shmk_pg_test
@@ -34,7 +39,7 @@ work=$(mktemp -d) || exit 99
 chmod 755 "$work"
 chown "$user" "$work"
 pm=
-trap '[ -n "$pm" ] && kill -KILL $pm 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$pm" ] && kill -KILL $pm 2>/dev/null; rm -rf "$work" /dev/shm/shmkeeper.span.v*.$span_hex.*' EXIT
 as() { runuser -u "$user" -- "$@"; }
 # The tool and the library must be readable by that user.
 [ -r "$SHMK_LIB" ] && as test -x "$SHMK_TOOL" && as test -r "$SHMK_LIB" ||

@@ -12,12 +12,17 @@ test -x "$SHMK_TOOL" || { echo "SKIP: $SHMK_TOOL not built"; exit 77; }
 if [ -z "$SHMK_IN_NS" ] && unshare -pf --mount-proc true 2>/dev/null; then
 	SHMK_IN_NS=1 exec unshare -pf --mount-proc "${SHELL:-/bin/sh}" "$0" "$@"
 fi
+# A span (and so a table) of this test's own: processes of another pid
+# namespace that die here would look alive forever in the machine's default
+# table (liveness is not judged across pid namespaces). Removed at exit.
+span_hex=$(printf '%x' $(( 0x2e0000000000 + ($$ % 256) * 0x100000000 )))
+export SHMKEEPER_SPAN=0x$span_hex:1G
 # ipcs -m -i exits 0 for an id that does not exist: ask the kernel's table.
 sysv_exists() { awk -v id="$1" 'NR > 1 && $2 == id { f = 1 } END { exit !f }' /proc/sysvipc/shm; }
 fail=0
 work=$(mktemp -d) || exit 99
 holder=
-trap '[ -n "$holder" ] && kill -KILL $holder 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$holder" ] && kill -KILL $holder 2>/dev/null; rm -rf "$work" /dev/shm/shmkeeper.span.v*.$span_hex.*' EXIT
 
 
 for outside in no yes; do
