@@ -1776,10 +1776,19 @@ int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t off,
 		tk->hole = true;
 		*addr = (void *)a;
 		r = 0;
-	} else {
-		r = slot_new(L_CLAIM, k->kind, a, a + slen, idx, shmid);
-		if (r >= 0) {
+	} else if ((r = slot_new(L_CLAIM, k->kind, a, a + slen, idx, shmid)) >= 0) {
+		/* Reservation there: make it a hole first, and map into that
+		 * without replacing anything either. SHM_REMAP over the
+		 * reservation mapped a SHM_HUGETLB segment (2 MiB, where the
+		 * slot is its size in pages) over the placements next to it
+		 * (diff_transparency); into a hole the kernel refuses it. */
+		if (raw_munmap((void *)a, slen) != 0) {
+			S.slots[r].state = L_FREE;
+			r = -errno;
+		} else {
+			S.slots[r].hole = true;
 			tk->slot = r;
+			tk->hole = true;
 			*addr = (void *)a;
 			r = 0;
 		}
@@ -1883,19 +1892,30 @@ int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_t len,
 	}
 	/* Our holes there get the reservation back first; one that was taken
 	 * holds what the program's call must meet, as it would without us. */
-	bool taken = holes_fill(a & ~(uintptr_t)(S.shmlba - 1),
-				(e + S.shmlba - 1) & ~(uintptr_t)(S.shmlba - 1), -1) < 0;
-	if (!forced && inside && !taken)
-		*extra = kind == SK_SPAN_SYSV ? SHM_REMAP : SK_SPAN_TO_FIXED;
-	r = slot_new(L_CLAIM, kind, a & ~(uintptr_t)(S.shmlba - 1),
-		     (e + S.shmlba - 1) & ~(uintptr_t)(S.shmlba - 1), idx,
-		     kind == SK_SPAN_SYSV ? k->shmid : -1);
+	uintptr_t ra = a & ~(uintptr_t)(S.shmlba - 1);
+	uintptr_t re = (e + S.shmlba - 1) & ~(uintptr_t)(S.shmlba - 1);
+	bool taken = holes_fill(ra, re, -1) < 0, punched = false;
+	/* Not replacing: the range holds only our reservation, which the
+	 * program cannot see. It becomes a hole, so that the kernel decides
+	 * as it would without us (a SHM_HUGETLB segment larger than the range
+	 * we know is refused, not mapped over what is next to it); if that
+	 * fails, the call replaces the reservation instead. */
+	if (!forced && inside && !taken) {
+		if (raw_munmap((void *)ra, re - ra) == 0)
+			punched = true;
+		else
+			*extra = kind == SK_SPAN_SYSV ? SHM_REMAP : SK_SPAN_TO_FIXED;
+	}
+	r = slot_new(L_CLAIM, kind, ra, re, idx, kind == SK_SPAN_SYSV ? k->shmid : -1);
 	if (r >= 0) {
 		S.slots[r].forced = forced || *extra;
+		S.slots[r].hole = punched;   /* a failed call: reserve it again */
 		tk->slot = r;
 		r = ret;
 	} else {
 		*extra = 0;
+		if (punched)
+			reserve_at(ra, re - ra, MAP_FIXED_NOREPLACE);
 		if (ret == SK_SPAN_IS_PLACEMENT)
 			ent_unmark(idx);
 		r = ret;  /* no room to remember it: still let the call through */

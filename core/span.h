@@ -250,9 +250,12 @@ int sk_span_strict_errno(int kind, int mflags);
  * For SysV the segment size is key->size; when 0, IPC_STAT (raw syscall),
  * once per process and placement. With the size known the call makes no
  * syscall (the table lock is a CAS when free).
- * On 0, *addr is where to map (with SHM_REMAP / MAP_FIXED: it replaces the
- * reservation in one step) and the range is claimed in this process until
- * sk_span_commit(t, ...), which must follow, whatever happened.
+ * On 0, *addr is where to map: the range is a hole (t->hole, always set
+ * now: the reservation there was unmapped, or a hole of ours is reused), so
+ * the wrapper maps without SHM_REMAP / with MAP_FIXED_NOREPLACE and the
+ * kernel refuses rather than replace anything; the range is claimed in this
+ * process until sk_span_commit(t, ...), which must follow, whatever
+ * happened (a failed call gets the reservation back).
  * Returns: 0; -ENODEV span off; -EADDRNOTAVAIL span not reserved;
  * -ENOSPC no room in the span or the table; -EEXIST the placement is
  * occupied in this process (e.g. a second attach of the same segment);

@@ -297,10 +297,10 @@ Test(span_table, explicit_addresses)
 	struct sk_span_key k = { .kind = SK_SPAN_SYSV, .shmid = id };
 	struct sk_span_ticket t;
 	int extra;
-	/* The placement itself, asked for by address: allowed, with SHM_REMAP
-	 * since only our reservation is there. */
+	/* The placement itself, asked for by address: allowed; only our
+	 * reservation was there, and the call meets a hole (no SHM_REMAP). */
 	cr_expect_eq(sk_span_explicit(&k, p, 4096, false, &t, &extra), SK_SPAN_IS_PLACEMENT);
-	cr_expect_eq(extra, SHM_REMAP);
+	cr_expect_eq(extra, 0);
 	void *q = shmat(id, p, extra);
 	sk_span_commit(&t, q != (void *)-1);
 	cr_expect_eq(q, p);
@@ -997,8 +997,8 @@ Test(span_table, holes)
 	}
 	cr_expect_eq(holes, 4);
 	cr_expect_eq(reserved, 1);
-	/* An explicit attach over a hole: reserved again first, then the
-	 * kernel sees only the reservation (SHM_REMAP added). */
+	/* An explicit attach over a hole: it meets a hole (ours, as it is, or
+	 * reserved and made one again), not the reservation. */
 	char *h = NULL;
 	for (int i = 0; i < 5 && !h; i++)
 		if (prot_at(ps[i], pr)[0] == '\0')
@@ -1008,15 +1008,15 @@ Test(span_table, holes)
 	int extra = 0;
 	int r = sk_span_explicit(&k0, h, 4096, false, &t, &extra);
 	cr_expect_geq(r, 1);
-	cr_expect_eq(extra, SHM_REMAP);
-	cr_expect_str_eq(prot_at(h, pr), "---p", "reserved again before the call");
+	cr_expect_eq(extra, 0);
+	cr_expect_str_eq(prot_at(h, pr), "", "a hole for the call");
 	char *q = shmat(ids[0], h, extra);
 	sk_span_commit(&t, q != (void *)-1);
 	cr_expect_eq(q, h);
 	shmdt(q);
 	/* A hole reserved again (sk_span_rereserve, as after mremap moved a
-	 * mapping out) is reservation: the next placement there replaces it
-	 * (not "into a hole"). */
+	 * mapping out) is reservation: the next placement there punches it
+	 * (a hole again) and maps into it. */
 	int e1 = mkseg(4096);
 	char *p1 = attach(e1, NULL);
 	detach(p1);
@@ -1026,7 +1026,8 @@ Test(span_table, holes)
 	struct sk_span_key k1 = { .kind = SK_SPAN_SYSV, .shmid = e1 };
 	cr_assert_eq(sk_span_place(&k1, 0, 0, &t, &at), 0);
 	cr_expect_eq(at, (void *)p1);
-	cr_expect(!t.hole, "reserved again: not a hole any more");
+	cr_expect(t.hole, "always into a hole");
+	cr_expect_str_eq(prot_at(p1, pr), "", "punched");
 	char *q1 = shmat(e1, at, t.hole ? 0 : SHM_REMAP);
 	sk_span_commit(&t, q1 != (void *)-1);
 	cr_expect_eq(q1, p1);
