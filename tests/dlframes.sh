@@ -12,7 +12,11 @@ two=$SHMK_TESTBIN/.libs/dlplug2.so
 log=$(new_logdir)
 with_preload "$log" "$SHMK_TESTBIN/dlhost" "$one" "$two" >"$WORK/out" 2>"$WORK/err" ||
 	fail "dlhost: $(cat "$WORK/err")"
-for id in $(awk '{print $2}' "$WORK/out"); do CLEANUP="$CLEANUP; ipcrm -m $id"; done
+# The two leaked segments go at exit (CLEANUP is eval'ed: one command a line).
+for id in $(awk '{print $2}' "$WORK/out"); do
+	CLEANUP="$CLEANUP
+ipcrm -m $id"
+done
 a1=$(awk '$1 == "plug_one" {print $3}' "$WORK/out")
 a2=$(awk '$1 == "plug_two" {print $3}' "$WORK/out")
 note "plug_one at $a1, plug_two at $a2"
