@@ -307,6 +307,12 @@ static int mode_signal(int secs)
 	sa.sa_handler = on_tick;
 	sa.sa_flags = SA_RESTART;
 	sigaction(SIGPROF, &sa, NULL);
+	/* The log opens at the first recorded call: a handler that interrupts
+	 * that open is not recorded (a known limit, see the closing notes), so
+	 * the timer starts after one call. */
+	int first = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+	if (first < 0 || shmctl(first, IPC_RMID, NULL) < 0)
+		die("shmget/shmctl");
 	struct itimerval it = { { 0, 200 }, { 0, 200 } };
 	setitimer(ITIMER_PROF, &it, NULL);
 	(void)attach_area;
@@ -330,7 +336,7 @@ static int mode_signal(int secs)
 	struct itimerval off = { { 0, 0 }, { 0, 0 } };
 	setitimer(ITIMER_PROF, &off, NULL);
 	printf("handler %ld main %ld\ncalls %ld\n", handler_pairs, main_pairs,
-	       4 * (handler_pairs + main_pairs));
+	       4 * (handler_pairs + main_pairs) + 2);
 	return handler_pairs ? 0 : 1;
 }
 
