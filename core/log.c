@@ -93,6 +93,18 @@ static void touch_pages(char *p, size_t len)
 		__atomic_fetch_add((uint64_t *)(void *)(p + i), 0, __ATOMIC_RELAXED);
 }
 
+/* Makes [off, end) of the mapping safe to store into. Returns 0, or -1 when
+ * the kernel refused (ENOSPC/ENOMEM: stop before a store could SIGBUS). */
+static int populate_range(uint64_t off, uint64_t end)
+{
+	if (madvise(L.base + off, end - off, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return -1;
+	touch_pages(L.base + off, end - off);   /* kernels before 5.14 */
+	return 0;
+}
+
 /* A signal handler that interrupted this thread's own populate() needs
  * [populated, target): the file grows in steps ahead of the cursor, so the
  * pages are usually inside it already. It populates just those (idempotent,
@@ -107,12 +119,7 @@ static int populate_reentered(uint64_t target)
 		return 0;
 	if (from >= to)
 		return 1;
-	if (madvise(L.base + from, to - from, MADV_POPULATE_WRITE) < 0) {
-		if (errno != EINVAL)
-			return 0;
-		touch_pages(L.base + from, to - from);
-	}
-	return 1;
+	return populate_range(from, to) == 0;
 }
 
 /* Makes [populated, target) safe to store into. Returns 1 if it ran (or
@@ -148,11 +155,8 @@ static int populate(uint64_t target)
 			if (want < n || grow_file(want) < 0)
 				break;
 		}
-		if (madvise(L.base + p, n - p, MADV_POPULATE_WRITE) < 0) {
-			if (errno != EINVAL)
-				break;  /* ENOSPC/ENOMEM: stop before a store could SIGBUS */
-			touch_pages(L.base + p, n - p);
-		}
+		if (populate_range(p, n) < 0)
+			break;
 		p = n;
 		/* Release: a writer that sees the new bound finds the pages there. */
 		__atomic_store_n(&L.populated, p, __ATOMIC_RELEASE);

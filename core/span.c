@@ -1267,8 +1267,9 @@ static void hole_make(struct lslot *s)
 		hole_fill(&S.slots[first]);
 }
 
-/* [a, e) was just reserved again: holes there are reservation now. */
-static void holes_reserved(uintptr_t a, uintptr_t e)
+/* [a, e) is not ours to keep unmapped any more (reserved again, or the
+ * program's): forget the holes there. */
+static void holes_forget(uintptr_t a, uintptr_t e)
 {
 	for (int i = 0; i < S.hwm; i++) {
 		struct lslot *s = &S.slots[i];
@@ -2036,11 +2037,7 @@ void sk_span_taken(const void *addr, size_t len)
 	 * shrink left, a shmdt we did not see), which a placement would
 	 * otherwise take for reservation and map over (diff_transparency
 	 * found one). */
-	for (int i = 0; i < S.hwm; i++) {
-		struct lslot *s = &S.slots[i];
-		if (s->state == L_HOLE && a < s->end && s->start < e)
-			s->state = L_FREE;
-	}
+	holes_forget(a, e);
 	slot_new(L_MAPPED, SK_SPAN_ANON, a, e, -1, -1);
 	lunlock();
 	leave();
@@ -2068,7 +2065,7 @@ int sk_span_rereserve(const void *addr, size_t len)
 		r = -EEXIST;
 	} else if (enter() == 0) {
 		llock();
-		holes_reserved(a, e);
+		holes_forget(a, e);
 		lunlock();
 		leave();
 	}
