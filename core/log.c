@@ -170,7 +170,7 @@ static int populate(uint64_t target)
 	return ok;
 }
 
-struct sk_rec *sk_log_reserve(size_t len)
+SK_HOT struct sk_rec *sk_log_reserve(size_t len)
 {
 	struct sk_file_header *h = __atomic_load_n(&L.hdr, __ATOMIC_ACQUIRE);
 	if (sk_unlikely(!h))
@@ -199,7 +199,7 @@ struct sk_rec *sk_log_reserve(size_t len)
 	return (struct sk_rec *)(void *)(L.base + off);
 }
 
-void sk_log_commit(struct sk_rec *r, unsigned type, size_t len, uint64_t mono_ns)
+SK_HOT void sk_log_commit(struct sk_rec *r, unsigned type, size_t len, uint64_t mono_ns)
 {
 	r->tid = (uint32_t)sk_tid();
 	r->mono_ns = mono_ns;
@@ -207,7 +207,7 @@ void sk_log_commit(struct sk_rec *r, unsigned type, size_t len, uint64_t mono_ns
 	__atomic_store_n(&r->head, SK_HEAD(type, len), __ATOMIC_RELEASE);
 }
 
-void sk_log_count_failed(enum sk_fn fn)
+SK_HOT void sk_log_count_failed(enum sk_fn fn)
 {
 	struct sk_file_header *h = __atomic_load_n(&L.hdr, __ATOMIC_ACQUIRE);
 	if (h && (unsigned)fn < SK_FN_MAX)

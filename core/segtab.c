@@ -28,7 +28,7 @@ static unsigned nposix;
 
 static int lock_owner;   /* tid holding the table, 0 when free */
 
-int sk_tab_lock(void)
+SK_HOT int sk_tab_lock(void)
 {
 	int me = (int)sk_tid(), free_ = 0;
 	while (!__atomic_compare_exchange_n(&lock_owner, &free_, me, 1,
@@ -41,7 +41,7 @@ int sk_tab_lock(void)
 	return 1;
 }
 
-void sk_tab_unlock(void)
+SK_HOT void sk_tab_unlock(void)
 {
 	__atomic_store_n(&lock_owner, 0, __ATOMIC_RELEASE);
 }
@@ -53,7 +53,7 @@ void sk_tab_atfork_child(void) { __atomic_store_n(&lock_owner, 0, __ATOMIC_RELEA
 
 /* ---- fds ---- */
 
-static void bit_set(int fd, int on)
+SK_HOT static void bit_set(int fd, int on)
 {
 	if ((unsigned)fd >= SK_FD_BITS) {
 		if (on)
@@ -67,7 +67,7 @@ static void bit_set(int fd, int on)
 		__atomic_fetch_and(&sk_fd_bitmap[(unsigned)fd / 64], ~m, __ATOMIC_RELAXED);
 }
 
-void sk_fd_mark(int fd, uint64_t dev, uint64_t ino, const char *name)
+SK_HOT void sk_fd_mark(int fd, uint64_t dev, uint64_t ino, const char *name)
 {
 	if (fd < 0)
 		return;
@@ -86,7 +86,7 @@ void sk_fd_mark(int fd, uint64_t dev, uint64_t ino, const char *name)
 	bit_set(fd, 1);
 }
 
-void sk_fd_unmark(int fd)
+SK_HOT void sk_fd_unmark(int fd)
 {
 	for (unsigned i = 0; i < nfds; i++)
 		if (fds[i].fd == fd) {
@@ -108,7 +108,7 @@ void sk_fd_unmark_range(unsigned lo, unsigned hi)
 	}
 }
 
-int sk_fd_lookup(int fd, uint64_t *dev, uint64_t *ino, char *name)
+SK_HOT int sk_fd_lookup(int fd, uint64_t *dev, uint64_t *ino, char *name)
 {
 	for (unsigned i = 0; i < nfds; i++)
 		if (fds[i].fd == fd) {
@@ -121,7 +121,7 @@ int sk_fd_lookup(int fd, uint64_t *dev, uint64_t *ino, char *name)
 	return 0;
 }
 
-void sk_fd_dup(int oldfd, int newfd)
+SK_HOT void sk_fd_dup(int oldfd, int newfd)
 {
 	uint64_t dev, ino;
 	char name[256];
@@ -133,7 +133,7 @@ void sk_fd_dup(int oldfd, int newfd)
 
 /* ---- attachments ---- */
 
-static void envelope_grow(uint64_t lo, uint64_t hi)
+SK_HOT static void envelope_grow(uint64_t lo, uint64_t hi)
 {
 	/* Only under the lock; readers are lock-free and may see a stale, wider
 	 * or narrower bound for a moment: a stale narrow bound can only hide an
@@ -145,7 +145,7 @@ static void envelope_grow(uint64_t lo, uint64_t hi)
 		__atomic_store_n(&sk_att_hi, hi, __ATOMIC_RELAXED);
 }
 
-int sk_att_add(const struct sk_attach *a)
+SK_HOT int sk_att_add(const struct sk_attach *a)
 {
 	if (natt == MAX_ATT)
 		return -ENOSPC;
@@ -154,7 +154,7 @@ int sk_att_add(const struct sk_attach *a)
 	return 0;
 }
 
-int sk_att_find(uint64_t addr, struct sk_attach *out)
+SK_HOT int sk_att_find(uint64_t addr, struct sk_attach *out)
 {
 	for (unsigned i = 0; i < natt; i++)
 		if (att[i].addr == addr) {
@@ -164,7 +164,22 @@ int sk_att_find(uint64_t addr, struct sk_attach *out)
 	return 0;
 }
 
-int sk_att_cut(uint64_t addr, uint64_t len, struct sk_attach *out, int max)
+SK_HOT int sk_att_take(uint64_t addr, struct sk_attach *out)
+{
+	for (unsigned i = 0; i < natt; i++)
+		if (att[i].addr == addr) {
+			*out = att[i];
+			att[i] = att[--natt];
+			if (natt == 0) {
+				__atomic_store_n(&sk_att_lo, UINT64_MAX, __ATOMIC_RELAXED);
+				__atomic_store_n(&sk_att_hi, 0, __ATOMIC_RELAXED);
+			}
+			return 1;
+		}
+	return 0;
+}
+
+SK_HOT int sk_att_cut(uint64_t addr, uint64_t len, struct sk_attach *out, int max)
 {
 	uint64_t end = addr + len;
 	int n = 0;
@@ -222,7 +237,7 @@ void sk_att_foreach(void (*fn)(const struct sk_attach *, void *), void *arg)
 
 /* ---- SysV ---- */
 
-void sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created)
+SK_HOT void sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created)
 {
 	for (unsigned i = 0; i < nsysv; i++)
 		if (sysv[i].shmid == shmid) {
@@ -245,7 +260,7 @@ void sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created)
 					  .created = (uint8_t)!!created };
 }
 
-int sk_sysv_get(int32_t shmid, struct sk_sysv *out)
+SK_HOT int sk_sysv_get(int32_t shmid, struct sk_sysv *out)
 {
 	for (unsigned i = 0; i < nsysv; i++)
 		if (sysv[i].shmid == shmid) {
@@ -255,7 +270,7 @@ int sk_sysv_get(int32_t shmid, struct sk_sysv *out)
 	return 0;
 }
 
-void sk_sysv_forget(int32_t shmid)
+SK_HOT void sk_sysv_forget(int32_t shmid)
 {
 	for (unsigned i = 0; i < nsysv; i++)
 		if (sysv[i].shmid == shmid) {
@@ -272,7 +287,7 @@ void sk_sysv_foreach(void (*fn)(const struct sk_sysv *, void *), void *arg)
 
 /* ---- POSIX ---- */
 
-void sk_posix_created(const char *name, uint64_t dev, uint64_t ino)
+SK_HOT void sk_posix_created(const char *name, uint64_t dev, uint64_t ino)
 {
 	for (unsigned i = 0; i < nposix; i++)
 		if (strcmp(posix[i].name, name) == 0) {
@@ -288,7 +303,7 @@ void sk_posix_created(const char *name, uint64_t dev, uint64_t ino)
 	nposix++;
 }
 
-void sk_posix_forget(const char *name)
+SK_HOT void sk_posix_forget(const char *name)
 {
 	for (unsigned i = 0; i < nposix; i++)
 		if (strcmp(posix[i].name, name) == 0) {

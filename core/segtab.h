@@ -64,6 +64,9 @@ struct sk_attach {
 int sk_att_add(const struct sk_attach *a);                 /* 0 or -ENOSPC */
 /* The attachment starting exactly at addr (SysV shmdt). */
 int sk_att_find(uint64_t addr, struct sk_attach *out);
+/* Removes and returns the attachment starting at addr (shmdt), as
+ * sk_att_find then sk_att_cut of its range would. 1 if found, else 0. */
+int sk_att_take(uint64_t addr, struct sk_attach *out);
 /* Removes [addr, addr+len) from every attachment it overlaps, splitting where
  * needed; writes the pieces removed (clipped, offset adjusted, SK_F_PARTIAL
  * where the attachment goes on) into out[max]. Returns how many. */

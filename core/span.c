@@ -186,6 +186,13 @@ static struct {
 	int          recheck[16];
 	int          nrecheck;
 	bool         recheck_lost;
+	/* Our spare (table lock): an entry we saw done, kept for the next
+	 * placement of its size (see ent_retire). Index + 1, 0 for none. */
+	int          spare;
+	uint64_t     spare_gen;
+	/* SysV removals not yet told to the table (local lock). */
+	int          pend[16];
+	int          npend;
 } S = { .dirfd = -1, .user = -1 };
 
 /* Spinlock, not a mutex: held for a few loads and at most one mmap, and its
@@ -194,7 +201,7 @@ static struct {
 static atomic_int local_lock;
 static SK_TLS int in_span;
 
-static int enter(void)
+SK_HOT static int enter(void)
 {
 	if (in_span)
 		return -EDEADLK;
@@ -202,19 +209,19 @@ static int enter(void)
 	return 0;
 }
 
-static void leave(void)
+SK_HOT static void leave(void)
 {
 	in_span = 0;
 }
 
-static void llock(void)
+SK_HOT static void llock(void)
 {
 	/* acquire: the slots written by the previous holder are visible. */
 	while (atomic_exchange_explicit(&local_lock, 1, memory_order_acquire))
 		sched_yield();
 }
 
-static void lunlock(void)
+SK_HOT static void lunlock(void)
 {
 	/* release: publish the slots before the next holder reads them. */
 	atomic_store_explicit(&local_lock, 0, memory_order_release);
@@ -222,12 +229,12 @@ static void lunlock(void)
 
 /* ---- raw syscalls: the wrappers must never see the library's own objects - */
 
-static void *raw_mmap(void *a, size_t l, int prot, int fl, int fd, off_t off)
+SK_HOT static void *raw_mmap(void *a, size_t l, int prot, int fl, int fd, off_t off)
 {
 	return (void *)syscall(SYS_mmap, a, l, prot, fl, fd, off);
 }
 
-static int raw_munmap(void *a, size_t l)
+SK_HOT static int raw_munmap(void *a, size_t l)
 {
 	return (int)syscall(SYS_munmap, a, l);
 }
@@ -262,7 +269,7 @@ static int raw_shmstat(int id, struct shmid_ds *ds)
 	return (int)syscall(SYS_shmctl, id, IPC_STAT, ds);
 }
 
-static void *reserve_at(uintptr_t a, size_t l, int extra)
+SK_HOT static void *reserve_at(uintptr_t a, size_t l, int extra)
 {
 	return raw_mmap((void *)a, l, PROT_NONE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra, -1, 0);
@@ -433,7 +440,7 @@ static uint64_t mix(uint64_t h, uint64_t v)
 /* A multiply-xor chain, a multiply a word: it catches torn updates and
  * scribbles (a forger can compute any checksum anyway). The mix() chain it
  * replaced cost ~100 instructions an entry, twice a placement (callgrind). */
-static uint64_t ent_sum(const struct tab_ent *e)
+SK_HOT static uint64_t ent_sum(const struct tab_ent *e)
 {
 	const uint64_t k = 0x9e3779b97f4a7c15ull;
 	uint64_t h = 0x53484d4b53504eull;
@@ -462,7 +469,7 @@ static uint64_t user_sum(const struct tab_user *u)
 
 /* Every value read from the table is checked before it is used: any user of
  * the span (other uids included) can write it. */
-static bool ent_valid(const struct tab *t, const struct tab_ent *e)
+SK_HOT static bool ent_valid(const struct tab *t, const struct tab_ent *e)
 {
 	if (e->state == ENT_FREE)
 		return true;
@@ -486,7 +493,7 @@ static bool user_valid(const struct tab_user *u)
 	return u->pid <= 0x3fffffff && u->check == user_sum(u);
 }
 
-static bool hdr_valid(const struct tab *t)
+SK_HOT static bool hdr_valid(const struct tab *t)
 {
 	return memcmp(t->magic, TAB_MAGIC, 8) == 0 && t->version == TAB_VERSION &&
 	       t->hdr_size == HDR_SIZE && t->nents == SK_SPAN_ENTS &&
@@ -495,7 +502,7 @@ static bool hdr_valid(const struct tab *t)
 	       t->span_addr == S.cfg.addr && t->span_size == S.cfg.size;
 }
 
-static void ent_clear(struct tab_ent *e)
+SK_HOT static void ent_clear(struct tab_ent *e)
 {
 	e->state = ENT_FREE;
 	e->check = 0;
@@ -507,7 +514,7 @@ static void ent_clear(struct tab_ent *e)
 static void mir_del(const struct tab *t, int idx);
 
 /* Frees entry i (table locked): in the table and in our mirror of it. */
-static void ent_free(struct tab *t, int i)
+SK_HOT static void ent_free(struct tab *t, int i)
 {
 	ent_clear(&t->ents[i]);
 	mir_del(t, i);
@@ -524,14 +531,14 @@ static void user_clear(struct tab *t, int u)
 }
 
 /* ents[0, hwm) may be in use; the rest is free whatever it holds. */
-static unsigned ents_hwm(const struct tab *t)
+SK_HOT static unsigned ents_hwm(const struct tab *t)
 {
 	return t->hwm < SK_SPAN_ENTS ? t->hwm : SK_SPAN_ENTS;
 }
 
 /* Lowers hwm past free entries at the top: scans stay as short as the table
  * is full (one entry in the common create-attach-remove cycle). */
-static void hwm_trim(struct tab *t)
+SK_HOT static void hwm_trim(struct tab *t)
 {
 	unsigned h = ents_hwm(t);
 	while (h > 0 && t->ents[h - 1].state == ENT_FREE)
@@ -541,7 +548,7 @@ static void hwm_trim(struct tab *t)
 
 /* Called with the lock held after a dead holder's lock was taken over, or
  * when a read found junk. */
-static void repair(struct tab *t)
+SK_COLD static void repair(struct tab *t)
 {
 	/* A holder killed between raising hwm and writing the entry leaves
 	 * hwm too high (harmless); a forged hwm is thrown away. */
@@ -656,7 +663,7 @@ static bool lk_junk(uint64_t cur)
 
 /* Whether the lock word cur names no live holder. Wrong "dead" lets two
  * processes in; wrong "alive" only costs a timeout: when unsure, alive. */
-static bool lk_holder_dead(const struct tab *t, uint64_t cur)
+SK_COLD static bool lk_holder_dead(const struct tab *t, uint64_t cur)
 {
 	uint32_t pid = (uint32_t)cur & ~LK_WAITERS, tag = (uint32_t)(cur >> 32);
 	if (lk_junk(cur))
@@ -679,7 +686,7 @@ static bool lk_holder_dead(const struct tab *t, uint64_t cur)
 
 /* Returns 0 taken, 1 taken from a dead holder (repair the table), -EBUSY
  * held and wait == false, -ETIMEDOUT held for LK_WAIT_NS by a live holder. */
-static int lk_slow(struct tab *t, bool wait)
+SK_COLD static int lk_slow(struct tab *t, bool wait)
 {
 	uint64_t me = S.lk_me;
 	for (int spin = 0; spin < 64; spin++) {
@@ -736,7 +743,9 @@ static int lk_slow(struct tab *t, bool wait)
 	}
 }
 
-static int tab_lock(struct tab *t)
+static void pend_flush(struct tab *t);
+
+SK_HOT static int tab_lock(struct tab *t)
 {
 	int saved = errno, r;
 	bool wait = true;
@@ -776,11 +785,13 @@ static int tab_lock(struct tab *t)
 		repair(t);
 		t->repairs++;
 	}
+	if (S.npend && t == S.tab)
+		pend_flush(t);
 	errno = saved;
 	return 0;
 }
 
-static void tab_unlock(struct tab *t)
+SK_HOT static void tab_unlock(struct tab *t)
 {
 	int saved = errno;
 	uint64_t cur = atomic_load_explicit(&t->lock, memory_order_relaxed);
@@ -838,7 +849,7 @@ static bool user_alive(const struct tab_user *u)
 	return sk_proc_start_ticks((pid_t)u->pid) == u->start;
 }
 
-static int collect_users(struct tab *t)
+SK_COLD static int collect_users(struct tab *t)
 {
 	int live = 0;
 	for (unsigned i = 0; i < SK_SPAN_USERS; i++) {
@@ -852,7 +863,7 @@ static int collect_users(struct tab *t)
 	return live;
 }
 
-static bool posix_name_is(const struct tab_ent *e)
+SK_COLD static bool posix_name_is(const struct tab_ent *e)
 {
 	struct stat st;
 	int opened = dir_get();
@@ -870,7 +881,7 @@ static bool posix_name_is(const struct tab_ent *e)
 /* No registered user marks e as mapped (liveness not checked: no
  * syscall). Every user marks what it maps in the span, SysV included, so
  * that removal can free an entry without asking the kernel. */
-static bool ent_unmarked(const struct tab *t, struct tab_ent *e)
+SK_HOT static bool ent_unmarked(const struct tab *t, struct tab_ent *e)
 {
 	for (unsigned w = 0; w < SK_SPAN_USERS / 64; w++) {
 		/* acquire: pairs with the release in the detacher's clear. */
@@ -884,7 +895,7 @@ static bool ent_unmarked(const struct tab *t, struct tab_ent *e)
 
 /* Removed, and no registered user maps it: free it now (the cheap test of
  * the placement and removal paths; collect_ents does the full one). */
-static bool ent_done(const struct tab *t, struct tab_ent *e)
+SK_HOT static bool ent_done(const struct tab *t, struct tab_ent *e)
 {
 	return (atomic_load_explicit(&e->flags, memory_order_relaxed) & ENTF_REMOVED) &&
 	       ent_unmarked(t, e);
@@ -893,7 +904,7 @@ static bool ent_done(const struct tab *t, struct tab_ent *e)
 /* Whether entry e may be freed: removed (or gone behind our back) and
  * mapped by no live user. For SysV the kernel also knows: a segment exists
  * until removed and detached everywhere (ipcrm removes without telling us). */
-static bool ent_collectable(struct tab *t, struct tab_ent *e)
+SK_HOT static bool ent_collectable(struct tab *t, struct tab_ent *e)
 {
 	for (unsigned w = 0; w < SK_SPAN_USERS / 64; w++) {
 		/* acquire: pairs with the release in the detacher's clear. */
@@ -916,7 +927,7 @@ static bool ent_collectable(struct tab *t, struct tab_ent *e)
 	return !posix_name_is(e);
 }
 
-static int collect_ents(struct tab *t, bool only_removed)
+SK_COLD static int collect_ents(struct tab *t, bool only_removed)
 {
 	int freed = 0;
 	for (unsigned i = 0, n = ents_hwm(t); i < n; i++) {
@@ -940,7 +951,7 @@ static int collect_ents(struct tab *t, bool only_removed)
 	return freed;
 }
 
-static int register_user(struct tab *t)
+SK_COLD static int register_user(struct tab *t)
 {
 	int freeu = -1;
 	for (int pass = 0; pass < 2; pass++) {
@@ -974,7 +985,7 @@ static int register_user(struct tab *t)
 	return 0;
 }
 
-static int link_tmpfile(int fd, const char *name)
+SK_COLD static int link_tmpfile(int fd, const char *name)
 {
 	char path[64];
 	size_t n = sk_fmt_str(path, 0, sizeof path, "/proc/self/fd/");
@@ -992,7 +1003,7 @@ static int link_tmpfile(int fd, const char *name)
 /* Creates the table under no name (O_TMPFILE), fills it, then links it in:
  * nobody can see a half-initialised table, and a creator that dies leaves
  * nothing behind. */
-static int create_table(const char *name)
+SK_COLD static int create_table(const char *name)
 {
 	int fd = (int)syscall(SYS_openat, S.dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
 	if (fd < 0)
@@ -1030,7 +1041,7 @@ out:
 
 /* Who we are in the table: pid, start time, pid namespace, and the lock
  * word made of them. Read once per process (after fork: again). */
-static void self_ids(void)
+SK_COLD static void self_ids(void)
 {
 	if (!S.pid)
 		S.pid = getpid();
@@ -1045,7 +1056,7 @@ static void self_ids(void)
  * lock NOT held (it may take the table lock). */
 static int open_table_in_dir(void);
 
-static int open_table(void)
+SK_HOT static int open_table(void)
 {
 	if (S.tab)
 		return 0;
@@ -1055,7 +1066,7 @@ static int open_table(void)
 	return r;
 }
 
-static int open_table_in_dir(void)
+SK_COLD static int open_table_in_dir(void)
 {
 	if (S.broken)
 		return -EBADMSG;
@@ -1123,7 +1134,7 @@ static int open_table_in_dir(void)
 
 /* ---- local slots (local lock held) ------------------------------------------ */
 
-static bool local_overlaps(uintptr_t a, uintptr_t e, int except)
+SK_HOT static bool local_overlaps(uintptr_t a, uintptr_t e, int except)
 {
 	for (int i = 0; i < S.hwm; i++) {
 		const struct lslot *s = &S.slots[i];
@@ -1134,7 +1145,7 @@ static bool local_overlaps(uintptr_t a, uintptr_t e, int except)
 	return false;
 }
 
-static int slot_new(int state, int kind, uintptr_t a, uintptr_t e, int ent, int shmid)
+SK_HOT static int slot_new(int state, int kind, uintptr_t a, uintptr_t e, int ent, int shmid)
 {
 	for (int i = 0; i < SK_SPAN_LOCAL; i++) {
 		struct lslot *s = &S.slots[i];
@@ -1148,7 +1159,7 @@ static int slot_new(int state, int kind, uintptr_t a, uintptr_t e, int ent, int 
 	return -ENOSPC;
 }
 
-static bool ent_still_local(int ent)
+SK_HOT static bool ent_still_local(int ent)
 {
 	for (int i = 0; i < S.hwm; i++)
 		if (S.slots[i].state != L_FREE && S.slots[i].ent == ent)
@@ -1157,7 +1168,7 @@ static bool ent_still_local(int ent)
 }
 
 /* The last local mapping of an entry went: clear our mark. */
-static void ent_unmark(int ent)
+SK_HOT static void ent_unmark(int ent)
 {
 	if (ent < 0 || !S.tab || S.user < 0 || ent_still_local(ent))
 		return;
@@ -1173,7 +1184,7 @@ static void ent_unmark(int ent)
 }
 
 /* The kernel no longer maps [a, e): trim the slots. */
-static void slots_cut(uintptr_t a, uintptr_t e, int except)
+SK_HOT static void slots_cut(uintptr_t a, uintptr_t e, int except)
 {
 	for (int i = 0; i < S.hwm; i++) {
 		struct lslot *s = &S.slots[i];
@@ -1220,7 +1231,7 @@ static void slots_cut(uintptr_t a, uintptr_t e, int except)
  * -EEXIST if something else was mapped there: then the slot stays as a
  * foreign mapping, which nothing of ours maps over (until the program
  * unmaps it through munmap). */
-static int hole_fill(struct lslot *s)
+SK_HOT static int hole_fill(struct lslot *s)
 {
 	size_t l = s->end - s->start;
 	void *m = reserve_at(s->start, l, MAP_FIXED_NOREPLACE);
@@ -1237,7 +1248,7 @@ static int hole_fill(struct lslot *s)
 
 /* Fills every hole overlapping [a, e) but `except`. Returns 0, or -EEXIST
  * if one of them was taken. */
-static int holes_fill(uintptr_t a, uintptr_t e, int except)
+SK_HOT static int holes_fill(uintptr_t a, uintptr_t e, int except)
 {
 	int r = 0;
 	for (int i = 0; i < S.hwm; i++) {
@@ -1251,7 +1262,7 @@ static int holes_fill(uintptr_t a, uintptr_t e, int except)
 
 /* The kernel no longer maps slot s, which we unmapped whole: keep its range
  * as a hole. */
-static void hole_make(struct lslot *s)
+SK_HOT static void hole_make(struct lslot *s)
 {
 	int n = 0, first = -1;
 	for (int i = 0; i < S.hwm; i++)
@@ -1269,7 +1280,7 @@ static void hole_make(struct lslot *s)
 
 /* [a, e) is not ours to keep unmapped any more (reserved again, or the
  * program's): forget the holes there. */
-static void holes_forget(uintptr_t a, uintptr_t e)
+SK_HOT static void holes_forget(uintptr_t a, uintptr_t e)
 {
 	for (int i = 0; i < S.hwm; i++) {
 		struct lslot *s = &S.slots[i];
@@ -1280,14 +1291,14 @@ static void holes_forget(uintptr_t a, uintptr_t e)
 
 /* ---- placement ------------------------------------------------------------- */
 
-static uint64_t cache_key(const struct sk_span_key *k)
+SK_HOT static uint64_t cache_key(const struct sk_span_key *k)
 {
 	if (k->kind == SK_SPAN_SYSV)
 		return (1ull << 63) | (uint32_t)k->shmid;
 	return mix(k->dev, k->ino) & ~(1ull << 63);
 }
 
-static bool ent_matches(const struct tab_ent *e, const struct sk_span_key *k)
+SK_HOT static bool ent_matches(const struct tab_ent *e, const struct sk_span_key *k)
 {
 	if (e->state != ENT_USED || e->kind != (uint32_t)k->kind)
 		return false;
@@ -1300,7 +1311,7 @@ static bool ent_matches(const struct tab_ent *e, const struct sk_span_key *k)
 
 /* ---- the mirror (table locked): see struct mirror ------------------------ */
 
-static int64_t coarse_s(void)
+SK_HOT static int64_t coarse_s(void)
 {
 	struct timespec ts;
 	if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
@@ -1313,7 +1324,7 @@ static void mir_build(struct tab *t);
 
 /* The table-wide collection of GC_ABOVE (table locked). A stamp from the
  * future (another time namespace, junk) counts as due. */
-static void gc_due(struct tab *t)
+SK_COLD static void gc_due(struct tab *t)
 {
 	if (ents_hwm(t) <= GC_ABOVE)
 		return;
@@ -1326,7 +1337,7 @@ static void gc_due(struct tab *t)
 		mir_build(t);
 }
 
-static uint64_t lba_up(uint64_t v)
+SK_HOT static uint64_t lba_up(uint64_t v)
 {
 	return (v + S.shmlba - 1) & ~(S.shmlba - 1);
 }
@@ -1338,18 +1349,18 @@ static uint64_t ent_key(const struct tab_ent *e)
 	return cache_key(&k);
 }
 
-static bool mir_current(const struct tab *t)
+SK_HOT static bool mir_current(const struct tab *t)
 {
 	return S.mir.tab == t && S.mir.gen == t->gen;
 }
 
-static bool mir_has(int idx)
+SK_HOT static bool mir_has(int idx)
 {
 	return S.mir.used[idx / 64] & (1ull << (idx % 64));
 }
 
 /* The first range whose offset is >= off. */
-static int mir_lower(uint64_t off)
+SK_HOT static int mir_lower(uint64_t off)
 {
 	int a = 0, b = S.mir.n;
 	while (a < b) {
@@ -1363,7 +1374,7 @@ static int mir_lower(uint64_t off)
 }
 
 /* The covered prefix now ends before range p (it was changed there). */
-static void mir_cut_prefix(int p)
+SK_HOT static void mir_cut_prefix(int p)
 {
 	struct mirror *m = &S.mir;
 	if (p >= m->lo)
@@ -1373,7 +1384,7 @@ static void mir_cut_prefix(int p)
 }
 
 /* Entry idx (valid, used) into the key index; not into the ranges. */
-static void mir_index(const struct tab *t, int idx)
+SK_HOT static void mir_index(const struct tab *t, int idx)
 {
 	struct mirror *m = &S.mir;
 	const struct tab_ent *e = &t->ents[idx];
@@ -1384,7 +1395,7 @@ static void mir_index(const struct tab *t, int idx)
 	m->used[idx / 64] |= 1ull << (idx % 64);
 }
 
-static void mir_add(const struct tab *t, int idx)
+SK_HOT static void mir_add(const struct tab *t, int idx)
 {
 	struct mirror *m = &S.mir;
 	if (mir_has(idx))
@@ -1398,7 +1409,7 @@ static void mir_add(const struct tab *t, int idx)
 	mir_index(t, idx);
 }
 
-static void mir_del(const struct tab *t, int idx)
+SK_HOT static void mir_del(const struct tab *t, int idx)
 {
 	struct mirror *m = &S.mir;
 	if (m->tab != t || idx < 0 || idx >= SK_SPAN_ENTS || !mir_has(idx))
@@ -1419,11 +1430,24 @@ static void mir_del(const struct tab *t, int idx)
 		*l = m->e[idx].next;
 }
 
+/* Entry idx got a new identity over the same range (a reused spare): only
+ * its hash chain changes, not the ranges. */
+SK_HOT static void mir_rekey(const struct tab *t, int idx)
+{
+	struct mirror *m = &S.mir;
+	int16_t *l = &m->head[m->e[idx].key % MIR_BUCKETS];
+	while (*l && *l != idx + 1)
+		l = &m->e[*l - 1].next;
+	if (*l)
+		*l = m->e[idx].next;
+	mir_index(t, idx);
+}
+
 /* Reads the whole table again: validates every entry (bounds and checksum
  * before off and len are trusted), drops what fails, and frees in passing
  * what is removed and unmapped everywhere, so that the table stays short
  * without a syscall. */
-static void mir_build(struct tab *t)
+SK_COLD static void mir_build(struct tab *t)
 {
 	struct mirror *m = &S.mir;
 	memset(m->head, 0, sizeof m->head);
@@ -1462,7 +1486,7 @@ static void mir_build(struct tab *t)
 
 /* Finds the entry of k; table locked. Checks the entry it returns. A key
  * the (current) mirror does not know has no entry: no scan. */
-static int find_ent(struct tab *t, const struct sk_span_key *k)
+SK_HOT static int find_ent(struct tab *t, const struct sk_span_key *k)
 {
 	uint64_t key = cache_key(k);
 	struct cache_ent *c = &S.cache[key % SK_ARRAY_SIZE(S.cache)];
@@ -1506,7 +1530,7 @@ static int find_ent(struct tab *t, const struct sk_span_key *k)
 /* First fit over the table's placements (the mirror's ranges, after the
  * prefix known to be full) and what this process mapped in the span (both:
  * the slot must be free here and everywhere). Mirror current for t. */
-static int mir_fit(const struct tab *t, uint64_t need, uint64_t *off)
+SK_HOT static int mir_fit(const struct tab *t, uint64_t need, uint64_t *off)
 {
 	struct mirror *m = &S.mir;
 	while (m->lo < m->n && m->r[m->lo].off <= m->lo_end) {
@@ -1547,7 +1571,7 @@ static int mir_fit(const struct tab *t, uint64_t need, uint64_t *off)
 /* A free entry: the first below hwm that is free in the mirror and in the
  * table, else hwm itself (raised before the entry is written, so a holder
  * killed halfway leaves it inside hwm where the repair finds it). */
-static int mir_free_ent(struct tab *t)
+SK_HOT static int mir_free_ent(struct tab *t)
 {
 	unsigned h = ents_hwm(t);
 	for (unsigned w = 0; w * 64 < h; w++)
@@ -1564,7 +1588,70 @@ static int mir_free_ent(struct tab *t)
 	return (int)h;
 }
 
-static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
+/* Whether entry i is still the spare we kept: nobody freed or reused it
+ * since (gen), its range is the one our mirror checked when it read the
+ * entry (all a reuse keeps of it), and it is still done. Table locked. */
+SK_HOT static bool spare_ours(struct tab *t, int i)
+{
+	struct tab_ent *e = &t->ents[i];
+	const struct mir_ent *m = &S.mir.e[i];
+	return (unsigned)i < ents_hwm(t) && e->state == ENT_USED && e->gen == S.spare_gen &&
+	       mir_has(i) && m->gen == e->gen && m->off == e->off && m->len == e->len &&
+	       ent_done(t, e);
+}
+
+/* Frees the spare if it is still ours. Table locked. */
+SK_HOT static void spare_drop(struct tab *t)
+{
+	int i = S.spare - 1;
+	S.spare = 0;
+	if (i >= 0 && mir_current(t) && spare_ours(t, i)) {
+		ent_free(t, i);
+		hwm_trim(t);
+	}
+}
+
+/* Entry idx is done (ent_done: removed, and marked by no user). Instead of
+ * freeing it, keep it as our spare, whose range the next placement of the
+ * same size takes as it is: the create-attach-detach-remove cycle reuses one
+ * entry without a fit and without taking its range out of the mirror and
+ * putting it back. Until then it holds its range like any removed entry
+ * that someone still maps; anyone may collect it (mir_build frees done
+ * entries), which the generation check sees. One spare: an older one is
+ * freed. Table locked. */
+SK_HOT static void ent_retire(struct tab *t, int idx)
+{
+	if (S.spare && S.spare - 1 != idx)
+		spare_drop(t);
+	S.spare = idx + 1;
+	S.spare_gen = t->ents[idx].gen;
+}
+
+/* The spare, if it is still ours and its range is `need` long; else frees it
+ * (if ours) and returns -1. Table locked, mirror current. */
+SK_HOT static int spare_take(struct tab *t, uint64_t need)
+{
+	int i = S.spare - 1;
+	if (i < 0)
+		return -1;
+	bool fits = spare_ours(t, i) && S.mir.e[i].len == need;
+	if (fits) {
+		/* Free here too (mir_fit's test): not a range where the
+		 * program mapped something of its own meanwhile. */
+		uintptr_t a = sk_span_g.base + S.mir.e[i].off;
+		llock();
+		fits = !local_overlaps(a, a + need, -1);
+		lunlock();
+	}
+	if (!fits) {
+		spare_drop(t);
+		return -1;
+	}
+	S.spare = 0;
+	return i;
+}
+
+SK_HOT static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
 		     uint32_t cpid)
 {
 	uint64_t need = lba_up(len), off;
@@ -1583,8 +1670,9 @@ static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
 		mir_build(t);
 		gc_due(t);
 	}
-	/* What we detached last and was removed: free it now, so that its
-	 * hole is the next first fit as with a full scan. */
+	/* What we detached last and was removed: retire it now, so that its
+	 * range is the next placement's (as the spare, or as the first fit
+	 * its freeing makes). */
 	for (int i = 0; i < nagain; i++) {
 		struct tab_ent *e = &t->ents[again[i]];
 		if (e->state == ENT_FREE)
@@ -1593,28 +1681,34 @@ static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
 			ent_free(t, again[i]);
 			t->dropped++;
 		} else if (ent_done(t, e)) {
-			ent_free(t, again[i]);
+			ent_retire(t, again[i]);
 		}
 	}
-	int r = mir_fit(t, need, &off);
-	/* Full: first forget what others freed, then ask who is gone. */
-	if (r == -ENOSPC) {
-		mir_build(t);
-		r = mir_fit(t, need, &off);
-	}
-	if (r == -ENOSPC && collect_ents(t, false) > 0)
-		r = mir_fit(t, need, &off);
-	if (r < 0)
-		return r;
-	int idx = mir_free_ent(t);
-	if (idx < 0) {
-		mir_build(t);
+	int idx = spare_take(t, need);
+	bool reused = idx >= 0;
+	if (reused) {
+		off = S.mir.e[idx].off;
+	} else {
+		int r = mir_fit(t, need, &off);
+		/* Full: first forget what others freed, then ask who is gone. */
+		if (r == -ENOSPC) {
+			mir_build(t);
+			r = mir_fit(t, need, &off);
+		}
+		if (r == -ENOSPC && collect_ents(t, false) > 0)
+			r = mir_fit(t, need, &off);
+		if (r < 0)
+			return r;
 		idx = mir_free_ent(t);
+		if (idx < 0) {
+			mir_build(t);
+			idx = mir_free_ent(t);
+		}
+		if (idx < 0 && collect_ents(t, false) > 0)
+			idx = mir_free_ent(t);
+		if (idx < 0)
+			return -ENOSPC;
 	}
-	if (idx < 0 && collect_ents(t, false) > 0)
-		idx = mir_free_ent(t);
-	if (idx < 0)
-		return -ENOSPC;
 	struct tab_ent *e = &t->ents[idx];
 	ent_clear(e);
 	e->kind = (uint32_t)k->kind;
@@ -1645,20 +1739,23 @@ static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
 		sk_span_test_midupdate();
 	e->check = ent_sum(e);
 	/* We were current before the bump: still current after it. */
-	mir_add(t, idx);
+	if (reused)
+		mir_rekey(t, idx);
+	else
+		mir_add(t, idx);
 	S.mir.gen = t->gen;
 	return idx;
 }
 
 /* Marks entry idx as mapped by us (relaxed: the table lock, or the local
  * lock for the clear, orders it against collectors). */
-static void ent_mark(struct tab *t, int idx)
+SK_HOT static void ent_mark(struct tab *t, int idx)
 {
 	atomic_fetch_or_explicit(&t->ents[idx].attached[S.user / 64], 1ull << (S.user % 64),
 				 memory_order_relaxed);
 }
 
-static int place_locked(struct tab *t, const struct sk_span_key *k, size_t len,
+SK_HOT static int place_locked(struct tab *t, const struct sk_span_key *k, size_t len,
 			uint64_t off, uint64_t *slot_off, uint64_t *slot_len, int *idx_out)
 {
 	struct cache_ent *c = &S.cache[cache_key(k) % SK_ARRAY_SIZE(S.cache)];
@@ -1726,7 +1823,7 @@ static int place_locked(struct tab *t, const struct sk_span_key *k, size_t len,
 	return 0;
 }
 
-static int usable(void)
+SK_HOT static int usable(void)
 {
 	if (S.cfg.off || !S.inited)
 		return -ENODEV;
@@ -1735,7 +1832,7 @@ static int usable(void)
 	return 0;
 }
 
-int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t off,
+SK_HOT int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t off,
 		  struct sk_span_ticket *tk, void **addr)
 {
 	tk->slot = -1;
@@ -1803,7 +1900,7 @@ out:
 	return r;
 }
 
-void sk_span_commit(struct sk_span_ticket *tk, bool ok)
+SK_HOT void sk_span_commit(struct sk_span_ticket *tk, bool ok)
 {
 	if (tk->slot < 0)
 		return;
@@ -1835,7 +1932,7 @@ void sk_span_commit(struct sk_span_ticket *tk, bool ok)
 	tk->slot = -1;
 }
 
-int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_t len,
+SK_HOT int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_t len,
 		     bool forced, struct sk_span_ticket *tk, int *extra)
 {
 	tk->slot = -1;
@@ -1930,7 +2027,7 @@ out:
 
 /* ---- detach ------------------------------------------------------------------ */
 
-int sk_span_unmap(const void *addr, size_t len, int how, int *shmid)
+SK_HOT int sk_span_unmap(const void *addr, size_t len, int how, int *shmid)
 {
 	uintptr_t a = (uintptr_t)addr;
 	if (sk_span_g.base == 0)
@@ -2024,7 +2121,7 @@ out:
 	return r;
 }
 
-void sk_span_taken(const void *addr, size_t len)
+SK_HOT void sk_span_taken(const void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr, e = a + (len ? len : 1);
 	if (sk_span_g.base == 0 || e < a || enter() < 0)
@@ -2043,7 +2140,7 @@ void sk_span_taken(const void *addr, size_t len)
 	leave();
 }
 
-int sk_span_rereserve(const void *addr, size_t len)
+SK_HOT int sk_span_rereserve(const void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr, e = a + len;
 	if (sk_span_g.base == 0 || len == 0 || e < a)
@@ -2073,25 +2170,66 @@ int sk_span_rereserve(const void *addr, size_t len)
 	return r;
 }
 
-void sk_span_removed(const struct sk_span_key *k)
+/* Marks k's entry removed; frees it (or keeps it as the spare) if mapped
+ * nowhere, else the next placement collects it once the last mapping went
+ * (mir_build, collect_ents). No syscall unless another user marks it mapped.
+ * Table locked. */
+SK_HOT static void removed_locked(struct tab *t, const struct sk_span_key *k)
+{
+	int idx = find_ent(t, k);
+	if (idx < 0)
+		return;
+	struct tab_ent *e = &t->ents[idx];
+	atomic_fetch_or_explicit(&e->flags, ENTF_REMOVED, memory_order_relaxed);
+	if (ent_done(t, e)) {
+		ent_retire(t, idx);
+	} else if (ent_collectable(t, e)) {
+		/* Marked only by users that are gone: a mark that would keep
+		 * it from being taken as the spare. */
+		ent_free(t, idx);
+		hwm_trim(t);
+	}
+}
+
+/* Tells the table the SysV removals queued by sk_span_removed. Table
+ * locked (tab_lock calls it), local lock not held. */
+SK_HOT static void pend_flush(struct tab *t)
+{
+	int ids[SK_ARRAY_SIZE(S.pend)], n;
+	llock();
+	n = S.npend;
+	memcpy(ids, S.pend, sizeof ids);
+	S.npend = 0;
+	lunlock();
+	for (int i = 0; i < n; i++) {
+		struct sk_span_key k = { .kind = SK_SPAN_SYSV, .shmid = ids[i] };
+		removed_locked(t, &k);
+	}
+}
+
+/* A SysV removal is queued for the next table lock session (the next
+ * placement's, usually): the create-attach-detach-remove cycle then takes
+ * the table lock once, not twice. Until then the entry holds its range as
+ * if still attached; a process that dies with removals queued leaves
+ * entries whose segments are gone, which collect_ents frees. POSIX
+ * removals carry a name and are told at once. */
+SK_HOT void sk_span_removed(const struct sk_span_key *k)
 {
 	if (!S.tab || enter() < 0)
 		return;
 	int saved = errno;
-	if (tab_lock(S.tab) == 0) {
-		int idx = find_ent(S.tab, k);
-		if (idx >= 0) {
-			struct tab_ent *e = &S.tab->ents[idx];
-			atomic_fetch_or_explicit(&e->flags, ENTF_REMOVED, memory_order_relaxed);
-			/* Mapped nowhere: free now. Else the next placement
-			 * collects it once the last mapping went (mir_build,
-			 * collect_ents).
-			 * No syscall unless another user marks it mapped. */
-			if (ent_collectable(S.tab, e)) {
-				ent_free(S.tab, idx);
-				hwm_trim(S.tab);
-			}
+	bool queued = false;
+	if (k->kind == SK_SPAN_SYSV) {
+		llock();
+		if (S.npend < (int)SK_ARRAY_SIZE(S.pend)) {
+			S.pend[S.npend++] = k->shmid;
+			queued = true;
 		}
+		lunlock();
+	}
+	/* The lock session tells the queue too. */
+	if (!queued && tab_lock(S.tab) == 0) {
+		removed_locked(S.tab, k);
 		tab_unlock(S.tab);
 	}
 	leave();
@@ -2146,6 +2284,7 @@ void sk_span_fini(void)
 	int saved = errno;
 	char name[128];
 	if (sk_span_table_name(&S.cfg, name, sizeof name) > 0 && tab_lock(S.tab) == 0) {
+		spare_drop(S.tab);
 		leave_table(S.tab, name);
 		tab_unlock(S.tab);
 	}
@@ -2212,8 +2351,15 @@ int sk_span_stats(struct sk_span_stats *st)
 		return r;
 	if ((r = tab_lock(S.tab)) == 0) {
 		*st = (struct sk_span_stats){ 0 };
-		for (unsigned i = 0; i < SK_SPAN_ENTS; i++)
-			st->entries += S.tab->ents[i].state == ENT_USED;
+		for (unsigned i = 0; i < SK_SPAN_ENTS; i++) {
+			struct tab_ent *e = &S.tab->ents[i];
+			if (e->state != ENT_USED)
+				continue;
+			if (ent_done(S.tab, e))
+				st->retired++;
+			else
+				st->entries++;
+		}
 		for (unsigned i = 0; i < SK_SPAN_USERS; i++)
 			st->users += S.tab->users[i].pid != 0;
 		st->repairs = S.tab->repairs;
@@ -2252,6 +2398,8 @@ void sk_span_fork_child(void)
 	S.mir.tab = NULL;
 	S.nrecheck = 0;
 	S.recheck_lost = true;
+	S.spare = 0;              /* the parent's */
+	S.npend = 0;              /* the parent tells them */
 	/* A claim in flight in another parent thread may or may not have been
 	 * mapped before the fork: keep it as mapped, it only blocks placement. */
 	for (int i = 0; i < S.hwm; i++)

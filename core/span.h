@@ -318,8 +318,11 @@ void sk_span_taken(const void *addr, size_t len);
 int sk_span_rereserve(const void *addr, size_t len);
 
 /* The segment was removed (IPC_RMID, shm_unlink succeeded). Its entry is
- * freed now if nothing attaches it anywhere, else when the last user goes
- * (found by the next collection). AS-safe (does nothing when re-entered). */
+ * freed if nothing attaches it anywhere, else when the last user goes
+ * (found by the next collection). A SysV removal is told to the table at
+ * this process's next table lock (its next placement, sk_span_stats,
+ * sk_span_fini), a POSIX one at once. AS-safe (does nothing when
+ * re-entered). */
 void sk_span_removed(const struct sk_span_key *key);
 
 /* Fork handlers: see the integration note. The child handler is not AS-safe
@@ -346,8 +349,11 @@ int sk_span_table_collect(const char *name);
 struct sk_span_stats {
 	unsigned entries, users, repairs, dropped;
 	uint64_t gen;
+	unsigned retired;          /* removed, mapped nowhere: free to take */
 };
-/* Counts of the table this process uses. Returns: 0, -ENOENT (none open). */
+/* Counts of the table this process uses: entries holds those in use, retired
+ * those removed and mapped nowhere (a spare kept for the next placement of
+ * its size, or one nobody collected yet). Returns: 0, -ENOENT (none open). */
 int sk_span_stats(struct sk_span_stats *st);
 
 /* Test hook: called with the table locked halfway through writing a new

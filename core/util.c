@@ -8,27 +8,19 @@
 
 #include "core/util.h"
 
-uint64_t sk_now_mono(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* gettid costs a syscall (~1 us on these machines, LESSONS.md); a thread
  * asks once. */
-static SK_TLS pid_t tid_cache;
+SK_TLS pid_t sk_tid_cache;
 
-pid_t sk_tid(void)
+pid_t sk_tid_slow(void)
 {
-	if (sk_unlikely(tid_cache == 0))
-		tid_cache = (pid_t)syscall(SYS_gettid);
-	return tid_cache;
+	sk_tid_cache = (pid_t)syscall(SYS_gettid);
+	return sk_tid_cache;
 }
 
 void sk_tid_reset(void)
 {
-	tid_cache = 0;
+	sk_tid_cache = 0;
 }
 
 ssize_t sk_read_file(const char *path, char *buf, size_t len)

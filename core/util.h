@@ -5,14 +5,27 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "core/compiler.h"
 
 /* CLOCK_MONOTONIC in nanoseconds (vDSO, ~26 ns). */
-uint64_t sk_now_mono(void);
+static inline uint64_t sk_now_mono(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
-/* The calling thread's id, cached per thread (gettid is a syscall). */
-pid_t sk_tid(void);
+/* The calling thread's id, cached per thread (gettid is a syscall, ~1 us
+ * here); inline: the record path asks several times a call. */
+extern SK_TLS pid_t sk_tid_cache SK_HIDDEN;
+pid_t sk_tid_slow(void);
+static inline pid_t sk_tid(void)
+{
+	pid_t t = sk_tid_cache;
+	return sk_likely(t != 0) ? t : sk_tid_slow();
+}
 /* Forget the cached tid: called in a fork child. */
 void sk_tid_reset(void);
 

@@ -55,7 +55,7 @@ static void record_unmapped(const struct sk_attach *p, int n, unsigned extra)
 	}
 }
 
-SK_EXPORT int shm_open(const char *name, int oflag, mode_t mode)
+SK_HOT SK_EXPORT int shm_open(const char *name, int oflag, mode_t mode)
 {
 	if (sk_unlikely(!REAL(shm_open))) {
 		errno = ENOSYS;
@@ -101,7 +101,7 @@ SK_EXPORT int shm_open(const char *name, int oflag, mode_t mode)
 	return fd;
 }
 
-SK_EXPORT int shm_unlink(const char *name)
+SK_HOT SK_EXPORT int shm_unlink(const char *name)
 {
 	if (sk_unlikely(!REAL(shm_unlink))) {
 		errno = ENOSYS;
@@ -238,7 +238,7 @@ static void *mmap_span(void *addr, size_t len, int prot, int flags, int fd, off_
 	return ret;
 }
 
-SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+SK_HOT SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	int shm_fd = !(flags & MAP_ANONYMOUS) && sk_fd_maybe_shm(fd);
 	int over = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
@@ -298,7 +298,7 @@ SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t 
 }
 SK_EXPORT void *mmap64(void *, size_t, int, int, int, off_t) __attribute__((alias("mmap")));
 
-SK_EXPORT int munmap(void *addr, size_t len)
+SK_HOT SK_EXPORT int munmap(void *addr, size_t len)
 {
 	if (sk_likely(!sk_att_maybe((uint64_t)addr, len) && !sk_span_overlaps(addr, len)))
 		return REAL(munmap)(addr, len);
@@ -326,7 +326,7 @@ SK_EXPORT int munmap(void *addr, size_t len)
 	return ret;
 }
 
-SK_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+SK_HOT SK_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 {
 	void *new_addr = NULL;
 	if (flags & MREMAP_FIXED) {
@@ -410,7 +410,7 @@ static void record_resize(int fd, int how)
 		sk_ev_resize(dev, ino, fd, (uint64_t)st.st_size, how);
 }
 
-SK_EXPORT int ftruncate(int fd, off_t length)
+SK_HOT SK_EXPORT int ftruncate(int fd, off_t length)
 {
 	if (sk_likely(!sk_fd_maybe_shm(fd)))
 		return REAL(ftruncate)(fd, length);
@@ -504,7 +504,7 @@ static void unw_fd_taken(void)
 	sk_say("the program took the unwinder's file descriptors: events are recorded without backtraces from now on");
 }
 
-SK_EXPORT int close(int fd)
+SK_HOT SK_EXPORT int close(int fd)
 {
 	if (sk_likely(!sk_fd_maybe_shm(fd)) && sk_likely(fd < sk_unw_fd[0]))
 		return REAL(close)(fd);
@@ -577,7 +577,7 @@ static void fd_dup(int oldfd, int newfd)
 	}
 }
 
-SK_EXPORT int dup(int oldfd)
+SK_HOT SK_EXPORT int dup(int oldfd)
 {
 	if (sk_likely(!sk_fd_maybe_shm(oldfd)))
 		return REAL(dup)(oldfd);
@@ -590,7 +590,7 @@ SK_EXPORT int dup(int oldfd)
 	return ret;
 }
 
-SK_EXPORT int dup2(int oldfd, int newfd)
+SK_HOT SK_EXPORT int dup2(int oldfd, int newfd)
 {
 	if (sk_likely(!sk_fd_maybe_shm(oldfd) && !sk_fd_maybe_shm(newfd)) &&
 	    sk_likely(newfd < sk_unw_fd[0]))
@@ -606,7 +606,7 @@ SK_EXPORT int dup2(int oldfd, int newfd)
 	return ret;
 }
 
-SK_EXPORT int dup3(int oldfd, int newfd, int flags)
+SK_HOT SK_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
 	if (sk_likely(!sk_fd_maybe_shm(oldfd) && !sk_fd_maybe_shm(newfd)) &&
 	    sk_likely(newfd < sk_unw_fd[0]))
@@ -622,7 +622,7 @@ SK_EXPORT int dup3(int oldfd, int newfd, int flags)
 	return ret;
 }
 
-SK_EXPORT int fcntl(int fd, int cmd, ...)
+SK_HOT SK_EXPORT int fcntl(int fd, int cmd, ...)
 {
 	/* As glibc does: the optional argument is read as a pointer-sized
 	 * slot and passed on, whatever its type. */

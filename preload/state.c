@@ -225,7 +225,7 @@ int sk_on_slow(void)
 
 static void log_inherited(void);
 
-int sk_log_ready(void)
+SK_HOT int sk_log_ready(void)
 {
 	int ls = __atomic_load_n(&S.log_state, __ATOMIC_ACQUIRE);
 	if (sk_likely(ls == 1))
@@ -279,7 +279,7 @@ int sk_log_ready(void)
 	return ls == 1;
 }
 
-void sk_count_failed(enum sk_fn fn)
+SK_HOT void sk_count_failed(enum sk_fn fn)
 {
 	if (sk_log_ready())
 		sk_log_count_failed(fn);

@@ -33,7 +33,7 @@ static void record_implicit(const struct sk_attach *p, int n)
 }
 
 /* The segment as this process last saw it, if it did. */
-static int known_segment(int shmid, struct sk_sysv *out)
+SK_HOT static int known_segment(int shmid, struct sk_sysv *out)
 {
 	int have = 0;
 	if (sk_tab_lock()) {
@@ -43,7 +43,7 @@ static int known_segment(int shmid, struct sk_sysv *out)
 	return have;
 }
 
-SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
+SK_HOT SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 {
 	int ret = REAL(shmget)(key, size, shmflg);
 	if (!sk_on())
@@ -91,7 +91,7 @@ SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 }
 
 /* The segment's size, from this process's table, else IPC_STAT (once). */
-static uint64_t segment_size(int shmid)
+SK_HOT static uint64_t segment_size(int shmid)
 {
 	struct sk_sysv s;
 	if (known_segment(shmid, &s) && s.size)
@@ -110,7 +110,7 @@ static uint64_t segment_size(int shmid)
  * placed at the segment's address in the span, the same in every process;
  * one with an address inside the span is checked against the policy.
  * *why gets the warning code to record (0 for none) and *r the span's answer. */
-static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint64_t size,
+SK_HOT static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint64_t size,
 			unsigned *flags, unsigned *why, int *r)
 {
 	struct sk_span_key k = { .kind = SK_SPAN_SYSV, .shmid = shmid, .size = size };
@@ -193,7 +193,7 @@ static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint64_t siz
 	return ret;
 }
 
-SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
+SK_HOT SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 {
 	if (!sk_on())
 		return REAL(shmat)(shmid, shmaddr, shmflg);
@@ -236,7 +236,7 @@ SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 	return ret;
 }
 
-SK_EXPORT int shmdt(const void *shmaddr)
+SK_HOT SK_EXPORT int shmdt(const void *shmaddr)
 {
 	if (!sk_on())
 		return REAL(shmdt)(shmaddr);
@@ -256,10 +256,8 @@ SK_EXPORT int shmdt(const void *shmaddr)
 		sk_count_failed(SK_FN_SHMDT);
 	} else if (sk_log_ready()) {
 		struct sk_attach a = { .addr = (uint64_t)shmaddr, .shmid = -1 };
-		struct sk_attach gone[MAX_PIECES];
 		if (sk_tab_lock()) {
-			if (sk_att_find(a.addr, &a) && a.len)
-				sk_att_cut(a.addr, a.len, gone, MAX_PIECES);
+			sk_att_take(a.addr, &a);
 			sk_tab_unlock();
 		}
 		if (r < 0 && a.len)
@@ -270,7 +268,7 @@ SK_EXPORT int shmdt(const void *shmaddr)
 	return ret;
 }
 
-SK_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
+SK_HOT SK_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 {
 	int ret = REAL(shmctl)(shmid, cmd, buf);
 	if (!sk_on())

@@ -67,6 +67,27 @@ Test(segtab, exact_find_for_shmdt)
 	cr_assert_not(sk_att_find(0x41000, &got));
 }
 
+Test(segtab, take_for_shmdt)
+{
+	struct sk_attach a = { .addr = 0x40000, .len = 0x2000, .shmid = 77 },
+			 b = { .addr = 0x50000, .len = 0x1000, .shmid = 78 },
+			 z = { .addr = 0x60000, .len = 0, .shmid = 79 }, got;
+	sk_att_add(&a);
+	sk_att_add(&b);
+	sk_att_add(&z);
+	cr_assert_not(sk_att_take(0x41000, &got), "not at an attachment's start");
+	cr_assert(sk_att_take(0x40000, &got));
+	cr_assert_eq(got.shmid, 77);
+	cr_assert_eq(got.len, 0x2000);
+	cr_assert_not(sk_att_find(0x40000, &got), "gone from the table");
+	cr_assert(sk_att_find(0x50000, &got), "the other one stays");
+	cr_assert(sk_att_take(0x60000, &got), "a size-less attachment goes too");
+	cr_assert_eq(got.shmid, 79);
+	cr_assert(sk_att_take(0x50000, &got));
+	cr_assert_eq(sk_att_lo, UINT64_MAX, "empty table: envelope reset");
+	cr_assert_eq(sk_att_hi, 0);
+}
+
 static int created_count;
 static void count_created(const struct sk_sysv *s, void *arg)
 {
