@@ -15,7 +15,15 @@
  * page walk, ~10-30 ns. Spread over .text, one SysV call touched 9-11 code
  * pages of ours (valgrind --tool=lackey --trace-mem, counted between
  * syscalls). A section attribute, not `hot`: clang honours it too. */
+#if defined(__clang__)
 #define SK_HOT         __attribute__((section(".text.hot.shmkeeper")))
+#else
+#define SK_HOT         __attribute__((hot))   /* .text.hot, cold blocks split off */
+#endif
+/* The same for the variables those paths read: in one section of .data,
+ * a page or two for the whole library, instead of spread over .bss
+ * between the big tables. Big arrays stay out of it. */
+#define SK_HOTDATA     __attribute__((section(".data.shmkeeper.hot")))
 /* Thread-local state read on every wrapped call: initial-exec avoids a
  * __tls_get_addr call; the few bytes fit glibc's static TLS surplus even when
  * the library is dlopen'ed. */

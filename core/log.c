@@ -41,8 +41,8 @@ static struct {
 	pid_t populater;                /* atomic: tid populating, or 0 */
 	int full;                       /* atomic: could not grow; drop past populated */
 	uint64_t ino;
-	char path[4096];
-} L;
+} L SK_HOTDATA;
+static char log_path[4096];  /* out of L: L is read on every event, this rarely */
 
 int sk_log_is_open(void)
 {
@@ -56,7 +56,7 @@ uint64_t sk_log_start_ticks(void)
 
 const char *sk_log_path(void)
 {
-	return sk_log_is_open() ? L.path : "";
+	return sk_log_is_open() ? log_path : "";
 }
 
 static long raw_openat(const char *path, int flags, mode_t mode)
@@ -68,7 +68,7 @@ static long raw_openat(const char *path, int flags, mode_t mode)
  * populater runs this. Returns 0 or -errno. */
 static int grow_file(uint64_t want)
 {
-	long fd = raw_openat(L.path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+	long fd = raw_openat(log_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	struct stat st;
@@ -249,15 +249,15 @@ int sk_log_open(const char *dir, size_t capacity, const struct sk_log_identity *
 	pid_t pid = getpid();
 	long fd = -1;
 	for (unsigned n = 0; n < 10000; n++) {
-		size_t at = sk_fmt_str(L.path, 0, sizeof L.path, dir);
-		at = sk_fmt_str(L.path, at, sizeof L.path, "/shmk-");
-		at = sk_fmt_u64(L.path, at, sizeof L.path, (uint64_t)pid);
-		at = sk_fmt_str(L.path, at, sizeof L.path, "-");
-		at = sk_fmt_u64(L.path, at, sizeof L.path, n);
-		at = sk_fmt_str(L.path, at, sizeof L.path, ".shmk");
-		if (at + 1 >= sizeof L.path)
+		size_t at = sk_fmt_str(log_path, 0, sizeof log_path, dir);
+		at = sk_fmt_str(log_path, at, sizeof log_path, "/shmk-");
+		at = sk_fmt_u64(log_path, at, sizeof log_path, (uint64_t)pid);
+		at = sk_fmt_str(log_path, at, sizeof log_path, "-");
+		at = sk_fmt_u64(log_path, at, sizeof log_path, n);
+		at = sk_fmt_str(log_path, at, sizeof log_path, ".shmk");
+		if (at + 1 >= sizeof log_path)
 			return -ENAMETOOLONG;
-		fd = raw_openat(L.path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		fd = raw_openat(log_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd >= 0 || errno != EEXIST)
 			break;
 	}
@@ -279,7 +279,7 @@ int sk_log_open(const char *dir, size_t capacity, const struct sk_log_identity *
 	}
 	syscall(SYS_close, (int)fd);
 	if (rc < 0) {
-		unlink(L.path);
+		unlink(log_path);
 		return rc;
 	}
 	L.base = map;

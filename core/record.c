@@ -15,7 +15,7 @@
 #include "core/record.h"
 #include "core/util.h"
 
-struct sk_rec_cfg sk_rec_cfg = { .bt_depth = 16 };
+SK_HOTDATA struct sk_rec_cfg sk_rec_cfg = { .bt_depth = 16 };
 
 /* ---- modules loaded since the last event ------------------------------ */
 
@@ -36,8 +36,8 @@ static int dl_counts(struct dl_phdr_info *info, size_t size, void *arg)
  * retires them all at once. */
 #define VPC_SIZE 512
 static uint64_t vpc[VPC_SIZE];
-static uint64_t vpc_gen = 1;
-static uint64_t vpc_full_ns;      /* last look at the module list */
+static SK_HOTDATA uint64_t vpc_gen = 1;
+static SK_HOTDATA uint64_t vpc_full_ns;      /* last look at the module list */
 /* A library dlclose'd and another dlopen'ed at the same address between
  * two looks keeps the first one's frames known: the list is looked at
  * anyway at least this often. */
@@ -121,7 +121,7 @@ void sk_rec_init(void)
  * child deadlocked at its first event (tests/fault_host.sh forkmt). The
  * prepare handler closes the gate and waits until no other thread is
  * inside; meanwhile events are recorded without a stack. */
-static int bt_users, bt_forking;
+static SK_HOTDATA int bt_users, bt_forking;
 static SK_TLS int bt_mine;
 
 void sk_rec_atfork_prepare(void)

@@ -7,8 +7,8 @@
 #include "core/util.h"
 
 uint64_t sk_fd_bitmap[SK_FD_BITS / 64];
-int sk_fd_overflow;
-uint64_t sk_att_lo = UINT64_MAX, sk_att_hi = 0;
+SK_HOTDATA int sk_fd_overflow;
+SK_HOTDATA uint64_t sk_att_lo = UINT64_MAX, sk_att_hi = 0;
 
 /* Fixed arrays: the table is used from signal handlers (no malloc) and shm
  * programs hold few segments; bss pages cost nothing until touched. */
@@ -18,15 +18,15 @@ uint64_t sk_att_lo = UINT64_MAX, sk_att_hi = 0;
 #define MAX_POSIX  1024
 
 static struct { int fd; uint64_t dev, ino; char name[256]; } fds[MAX_FDS];
-static unsigned nfds;
+static SK_HOTDATA unsigned nfds;
 static struct sk_attach att[MAX_ATT];
-static unsigned natt;
+static SK_HOTDATA unsigned natt;
 static struct sk_sysv sysv[MAX_SYSV];
-static unsigned nsysv;
+static SK_HOTDATA unsigned nsysv;
 static struct sk_posix posix[MAX_POSIX];
-static unsigned nposix;
+static SK_HOTDATA unsigned nposix;
 
-static int lock_owner;   /* tid holding the table, 0 when free */
+static SK_HOTDATA int lock_owner;   /* tid holding the table, 0 when free */
 
 SK_HOT int sk_tab_lock(void)
 {

@@ -144,6 +144,8 @@ struct mir_ent {
 	int16_t  next;             /* index + 1 in its bucket's chain; 0 ends */
 };
 
+/* The small members first: head, used and the first entries share a page
+ * with the rest of S's hot part (see SK_HOTDATA). */
 struct mirror {
 	const struct tab *tab;     /* NULL: to be built */
 	uint64_t gen;              /* t->gen it is current for */
@@ -151,19 +153,21 @@ struct mirror {
 	int      n;                /* ranges in r */
 	int      lo;               /* r[0, lo) cover [0, lo_end) without a gap */
 	uint64_t lo_end;
+	int16_t  head[MIR_BUCKETS];  /* index + 1; 0 empty */
+	uint64_t used[SK_SPAN_ENTS / 64];
+	struct mir_ent e[SK_SPAN_ENTS];
 	struct mir_range {
 		uint64_t off, len;
 		uint64_t cov;      /* i < lo: r[0, i] cover [0, cov) */
 		int      idx;
 	} r[SK_SPAN_ENTS];         /* sorted by off */
-	struct mir_ent e[SK_SPAN_ENTS];
-	int16_t  head[MIR_BUCKETS];  /* index + 1; 0 empty */
-	uint64_t used[SK_SPAN_ENTS / 64];
 };
 
-SK_HIDDEN struct sk_span_bounds sk_span_g;
-SK_HIDDEN void (*sk_span_test_midupdate)(void);
+SK_HIDDEN SK_HOTDATA void (*sk_span_test_midupdate)(void);
 
+/* Ordered by heat: what every call reads first, the big arrays last (the
+ * first slots, and the mirror's chains and first entries, are what a
+ * process with few segments touches of them). */
 static struct {
 	int          init_ret;
 	bool         inited;
@@ -177,9 +181,6 @@ static struct {
 	uint64_t     start, pidns;
 	uint64_t     lk_me;       /* our value of the table lock word */
 	int          hwm;         /* slots[0, hwm) may be in use */
-	struct lslot slots[SK_SPAN_LOCAL];
-	struct cache_ent cache[64];
-	struct mirror mir;
 	/* Removed entries whose last local mapping went (local lock): checked
 	 * one by one at the next allocation, in place of the scan that used to
 	 * collect them in passing. recheck_lost: some did not fit. */
@@ -193,12 +194,15 @@ static struct {
 	/* SysV removals not yet told to the table (local lock). */
 	int          pend[16];
 	int          npend;
-} S = { .dirfd = -1, .user = -1 };
+	struct cache_ent cache[64];
+	struct lslot slots[SK_SPAN_LOCAL];
+	struct mirror mir;
+} S SK_HOTDATA = { .dirfd = -1, .user = -1 };
 
 /* Spinlock, not a mutex: held for a few loads and at most one mmap, and its
  * owner is known per thread so that a signal handler re-entering is told
  * -EDEADLK instead of deadlocking (LESSONS.md: handlers call shmdt). */
-static atomic_int local_lock;
+static SK_HOTDATA atomic_int local_lock;
 static SK_TLS int in_span;
 
 SK_HOT static int enter(void)
@@ -608,12 +612,16 @@ SK_COLD static void repair(struct tab *t)
  * tells a word holding our own pid and start time that a thread of ours
  * holds from one left by the image before an exec (exec kills the holder
  * thread, keeps pid and start time). */
-static atomic_uint lk_users;
+static SK_HOTDATA atomic_uint lk_users;
 /* CLOCK_MONOTONIC_COARSE second until which this process does not wait for
  * the lock (a holder alive but stuck: stopped, in a debugger, a bug); 0
  * normally. Per process on purpose: without it every placement waited the
  * whole timeout, 2 s per shmat. */
-static _Atomic int64_t lk_stuck_until;
+static SK_HOTDATA _Atomic int64_t lk_stuck_until;
+/* Read by every shmdt, mmap and munmap (sk_span_overlaps). Defined after S:
+ * gcc lays a section's variables out last defined first, and after S's
+ * 48 KB it would sit alone on a page. */
+SK_HIDDEN SK_HOTDATA struct sk_span_bounds sk_span_g;
 
 static void tab_unlock(struct tab *t);
 

@@ -7,7 +7,7 @@
 
 #include "preload/real.h"
 
-struct sk_real sk_real;
+SK_HOTDATA struct sk_real sk_real;
 
 /* dlsym may call calloc, and a malloc that is itself interposed may call
  * mmap before sk_real.mmap is known: these two forward to the kernel

@@ -22,12 +22,12 @@
 #include "preload/state.h"
 
 SK_TLS int sk_busy;
-int sk_state = SK_UNINIT;
+SK_HOTDATA int sk_state = SK_UNINIT;
 uint64_t sk_page_size = 4096;
-uint32_t sk_euid;
+SK_HOTDATA uint32_t sk_euid;
 
+/* The fields every call reads first (log_state), the buffers last. */
 static struct {
-	char dir[PATH_MAX];
 	size_t capacity;
 	int log_state;            /* 0 not tried, 1 open, 2 failed */
 	pid_t log_opener;         /* tid opening the log, or 0 */
@@ -39,6 +39,7 @@ static struct {
 	uint64_t start_ticks;     /* this process's, once known */
 	uint64_t span_addr, span_size;
 	int argc;
+	char dir[PATH_MAX];
 	char *argv[64];
 	char argbuf[SK_ARGS_MAX];
 } S;
