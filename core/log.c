@@ -12,6 +12,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -170,11 +171,80 @@ static int populate(uint64_t target)
 	return ok;
 }
 
+/* ---- staging ------------------------------------------------------------
+ * The log opens at a process's first recorded call. A signal handler that
+ * interrupts that open on the opener's own thread (other threads wait for
+ * it) cannot wait for it, and the log is not there yet: its records are
+ * staged here, and the opener copies them into the log once it is open
+ * (tests/fault_host.sh signal-open). Only that thread's handlers write here,
+ * and each one runs to its end before the opener goes on: no locking. A
+ * process killed before its log exists loses them, as it loses any event. */
+static struct {
+	volatile sig_atomic_t on;     /* the opener is opening: stage */
+	uint32_t used, dropped;
+	uint64_t buf[8192];           /* 64 KiB of .bss, touched only then */
+} ST;
+
+static struct sk_rec *stage_reserve(size_t len)
+{
+	if (!ST.on)
+		return NULL;
+	if (len > sizeof ST.buf - ST.used) {
+		ST.dropped++;
+		return NULL;
+	}
+	struct sk_rec *r = (struct sk_rec *)(void *)((char *)ST.buf + ST.used);
+	ST.used += (uint32_t)len;
+	r->head = 0;
+	return r;
+}
+
+void sk_log_stage_begin(void)
+{
+	ST.used = ST.dropped = 0;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	ST.on = 1;
+}
+
+int sk_log_staging(void)
+{
+	return ST.on || sk_log_is_open();
+}
+
+void sk_log_stage_end(void)
+{
+	ST.on = 0;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	struct sk_file_header *h = __atomic_load_n(&L.hdr, __ATOMIC_ACQUIRE);
+	if (!h)
+		return;
+	/* Every staged record is committed: each handler ran to its end. One
+	 * left at 0 was abandoned (a handler that longjmp'ed out of it), and
+	 * its length is not known: the rest goes with it. */
+	uint32_t off = 0;
+	while (off + sizeof(struct sk_rec) <= ST.used) {
+		struct sk_rec *src = (struct sk_rec *)(void *)((char *)ST.buf + off);
+		uint32_t head = src->head;
+		size_t len = SK_HEAD_LEN(head);
+		if (SK_HEAD_MAGIC(head) != SK_REC_MAGIC || len < sizeof *src || len > ST.used - off)
+			break;
+		struct sk_rec *r = sk_log_reserve(len);
+		if (!r)
+			break;
+		memcpy((char *)r + sizeof r->head, (char *)src + sizeof src->head, len - sizeof r->head);
+		__atomic_store_n(&r->head, head, __ATOMIC_RELEASE);
+		off += (uint32_t)len;
+	}
+	if (off < ST.used || ST.dropped)
+		__atomic_fetch_add(&h->dropped, ST.dropped + (off < ST.used), __ATOMIC_RELAXED);
+	ST.used = 0;
+}
+
 SK_HOT struct sk_rec *sk_log_reserve(size_t len)
 {
 	struct sk_file_header *h = __atomic_load_n(&L.hdr, __ATOMIC_ACQUIRE);
 	if (sk_unlikely(!h))
-		return NULL;
+		return stage_reserve(len);
 	/* Relaxed is enough for the cursor: the record is published by its own
 	 * head word, and a reader orders nothing else by the cursor. */
 	uint64_t off = __atomic_fetch_add(&h->cursor, len, __ATOMIC_RELAXED);
@@ -360,6 +430,8 @@ void sk_log_forget(void)
 	if (L.base)
 		syscall(SYS_munmap, L.base, L.capacity);
 	memset(&L, 0, sizeof L);
+	ST.on = 0;      /* a parent thread was opening: not ours */
+	ST.used = 0;
 }
 
 void sk_log_close(int status)

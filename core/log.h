@@ -35,9 +35,18 @@ int sk_log_open(const char *dir, size_t capacity, const struct sk_log_identity *
 /* Is a log open for writing in this process? */
 int sk_log_is_open(void);
 
+/* Around the log's opening, on the opener's thread: a signal handler that
+ * interrupts it records into a staging buffer (sk_log_reserve does), and
+ * sk_log_stage_end copies what it recorded into the log if the open
+ * succeeded (else drops it). sk_log_staging says whether a re-entered
+ * handler may record: staging on, or the log already open. */
+void sk_log_stage_begin(void);
+void sk_log_stage_end(void);
+int sk_log_staging(void);
+
 /* Reserves len bytes (a multiple of 8) for one record. Returns NULL when the
- * log is not open, is full or is closing: the record is then counted in the
- * header's `dropped`. Async-signal-safe. */
+ * log is not open (and not staging), is full or is closing: the record is
+ * then counted in the header's `dropped`. Async-signal-safe. */
 struct sk_rec *sk_log_reserve(size_t len);
 
 /* Fills tid and time and publishes the record. */

@@ -236,13 +236,14 @@ SK_HOT int sk_log_ready(void)
 	pid_t me = sk_tid(), none = 0;
 	while (!__atomic_compare_exchange_n(&S.log_opener, &none, me, 0,
 					    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
-		if (none == me)
-			return 0;    /* a signal handler interrupted our own open */
+		if (none == me)      /* a signal handler interrupted our own open */
+			return sk_log_staging();
 		none = 0;
 		sched_yield();
 	}
 	ls = __atomic_load_n(&S.log_state, __ATOMIC_ACQUIRE);
 	if (ls == 0) {
+		sk_log_stage_begin();
 		const char *why = dir_problem(S.dir);
 		if (why) {
 			say_dir(why);
@@ -269,6 +270,9 @@ SK_HOT int sk_log_ready(void)
 				S.start_ticks = sk_log_start_ticks();
 			}
 		}
+		/* What a handler recorded meanwhile goes in now (or is
+		 * dropped with the log). */
+		sk_log_stage_end();
 		__atomic_store_n(&S.log_state, ls, __ATOMIC_RELEASE);
 		if (ls == 1 && S.parent_pid)
 			log_inherited();  /* attachments that came through fork */

@@ -56,6 +56,16 @@ ne=$(logdump "$LAST_LOG" 2>/dev/null | grep -c "^exec " || true)
 fi
 run_mode closeall closeall
 run_mode signal signal 1
+# Handlers that interrupt the log's opening (the first recorded call) are
+# recorded too. Whether a tick landed inside it is up to the machine: say
+# so when none did in any child.
+run_mode signalopen signalopen 40
+during=$(awk '$1 == "during_open" { s += $2 } END { print s + 0 }' "$WORK/signalopen.out")
+if [ "$during" -gt 0 ]; then
+	note "signalopen: $during handler calls completed inside a first call (the log's opening)"
+else
+	note "signalopen: no handler call landed inside a first call: that path was not exercised"
+fi
 # No fd of the library in the program's way. The one exception is known:
 # libunwind keeps a pipe to validate addresses (core/record.c), which the
 # library moves to the top of the fd range; anywhere lower is a failure.
