@@ -178,9 +178,8 @@ static void sk_header_init(shmk_shm_header *h, size_t size)
 	h->rbuf.end = size;
 	c->magic = SK_SEG_MAGIC;
 	c->version = SK_SEG_VERSION;
-	/* relaxed: the segment is not shared yet */
-	atomic_store_explicit(&c->msg_head, SHMK_SHM_RESERVED, memory_order_relaxed);
-	atomic_store_explicit(&c->msg_tail, SHMK_SHM_RESERVED, memory_order_relaxed);
+	/* the segment is not shared yet; size >= SHMK_SHM_RESERVED + 64 */
+	sk_msg_reset(c, h, SHMK_SHM_RESERVED);
 }
 
 static struct sk_seg *sk_seg_alloc(enum shmk_impl impl, size_t size, int master)
@@ -683,8 +682,9 @@ int shmk_shm_data_alloc(shmk_shm_desc *desc, size_t size, void **ptr)
 		return ENOSPC;
 	h->cdata_end = nend;
 	h->rbuf.begin = h->rbuf.head = h->rbuf.tail = rbegin;
-	sk_msg_reset(desc, rbegin);
-	sk_seg_of(desc)->msg_ready = 0;   /* our message layer re-reads the bounds */
+	/* r.end - rbegin >= SK_MIN_RING: the END word fits */
+	sk_msg_reset(sk_ctrl_of(desc), desc->header, rbegin);
+	sk_msg_forget(sk_seg_of(desc));
 	*ptr = (char *)desc->header + at;
 	return 0;
 }

@@ -4,9 +4,11 @@
  * The control block sits at SK_CTRL_OFF, after the seed's public header and
  * before SHMK_SHM_RESERVED. The peer can rewrite all of it: nothing in it is
  * used as an address, an offset or a size unchecked: the message positions
- * are checked against the ring bounds on every load, like rbuf's; the futex
- * words are only waited on and woken; the waiters flags only decide whether
- * to wake; the holder word only decides whether to report EOWNERDEAD.
+ * are checked against the ring bounds on every load, like rbuf's, or compared
+ * with a value that was; the futex words are only waited on and woken; the
+ * waiters flags only decide whether to wake; the holder word only decides
+ * whether to report EOWNERDEAD. In the ring, a record header's length is
+ * checked against the ring's end before a byte of payload is touched.
  */
 #ifndef SHMK_RING_H
 #define SHMK_RING_H
@@ -21,8 +23,10 @@
 
 #define SK_CTRL_OFF     64
 #define SK_SEG_MAGIC    0x31474e524b4d4853ull   /* "SHMKRNG1" */
-#define SK_SEG_VERSION  3u      /* 2: message positions in the control block,
-                                   3: the two sides' lines 128 bytes apart */
+#define SK_SEG_VERSION  4u      /* 2: message positions in the control block,
+                                   3: the two sides' lines 128 bytes apart,
+                                   4: a record's header publishes it, and an
+                                      END header (0) follows the last one */
 #define SK_CACHELINE    64
 #define SK_MIN_RING     64      /* bytes of ring shmk_shm_data_alloc leaves */
 
@@ -95,11 +99,13 @@ struct sk_seg {
 	int msg_ready;             /* 1: begin/end below are valid, -1: bad */
 	size_t m_begin, m_end;
 	size_t m_maxlen;           /* largest payload, <= UINT32_MAX */
-	size_t p_head;             /* producer's cached view of head... */
-	size_t p_tail;             /* ...valid while tail is still this */
-	size_t c_tail;             /* consumer's cached view of tail... */
-	size_t c_head;             /* ...valid while head is still this */
+	size_t p_tail;             /* producer: tail as we left it... */
+	size_t p_lim;              /* ...records may end up to here (0: look) */
+	size_t p_head;             /* head as last loaded, checked */
+	size_t c_head;             /* consumer: head as we left it, checked */
 	size_t res_at, res_len;    /* open reservation: record offset, length */
+	size_t res_pad;            /* its PAD's offset, or SIZE_MAX */
+	size_t res_lim;            /* p_lim for res_at (p_lim is 0 meanwhile) */
 	int res_open;
 	size_t peek_next;          /* head after the peeked record */
 	int peek_open;
@@ -115,13 +121,25 @@ static inline struct sk_ctrl *sk_ctrl_of(shmk_shm_desc *d)
 	return (struct sk_ctrl *)((char *)d->header + SK_CTRL_OFF);
 }
 
-/* Sets the message ring empty at pos (creation, shmk_shm_data_alloc). */
-static inline void sk_msg_reset(shmk_shm_desc *d, size_t pos)
+/* Makes our message layer take the ring's bounds again before its next call
+ * (shmk_shm_data_alloc moved them): the send fast path goes by p_lim alone.
+ * An open reservation points into the old ring: it is dropped, and its
+ * commit fails with EINVAL. */
+static inline void sk_msg_forget(struct sk_seg *s)
 {
-	struct sk_ctrl *c = sk_ctrl_of(d);
+	s->msg_ready = 0;
+	s->res_open = 0;
+	s->p_lim = s->res_lim = 0;
+}
 
+/* Sets the message ring empty at pos (creation, shmk_shm_data_alloc): head
+ * and tail at pos, and an END header (8 zero bytes, core/msg.c) there, which
+ * the caller has checked lies in the ring. */
+static inline void sk_msg_reset(struct sk_ctrl *c, void *base, size_t pos)
+{
 	/* relaxed: done before the segment is shared, or by its creator before
 	 * the ring is used (shmk_shm_data_alloc's contract) */
+	atomic_store_explicit((_Atomic uint64_t *)((char *)base + pos), 0, memory_order_relaxed);
 	atomic_store_explicit(&c->msg_head, pos, memory_order_relaxed);
 	atomic_store_explicit(&c->msg_tail, pos, memory_order_relaxed);
 }

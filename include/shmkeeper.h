@@ -444,13 +444,15 @@ SHMK_API size_t shmk_rbuf_len(shmk_rbuf *rbuf);
 
 /* Messages over the ring. A message is a length-prefixed record (8-byte
  * header, payload padded to 8 bytes) stored contiguously in the ring
- * [rbuf.begin, rbuf.end). One producer and one consumer, lock-free
- * (acquire/release on the message ring's tail and head, which live in the
- * control block, each on its own cache line; rbuf.head and rbuf.tail are not
- * moved, so shmk_rbuf_len() does not count messages); several producers or
- * consumers must hold shmk_shm_lock around their calls. A side that finds the ring full or empty sleeps on a futex in
- * the control block (no spinning once idle, after a short bounded spin) and
- * is woken by the other side.
+ * [rbuf.begin, rbuf.end). One producer and one consumer, lock-free: a
+ * record's header, stored last with release, publishes it, and the consumer
+ * frees space by a release store of the head index (head and tail live in
+ * the control block, each on its own cache line; rbuf.head and rbuf.tail are
+ * not moved, so shmk_rbuf_len() does not count messages); several producers
+ * or consumers must hold shmk_shm_lock around their calls. A side that
+ * finds the ring full or empty sleeps on a futex in the control block (no
+ * spinning once idle, after a short bounded spin) and is woken by the other
+ * side.
  *
  * timeout_ms: 0 tries once (EAGAIN if it cannot proceed), -1 waits forever,
  * otherwise the most milliseconds to wait (ETIMEDOUT). The functions return 0

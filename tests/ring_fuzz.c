@@ -108,6 +108,17 @@ static void scribble(shmk_shm_desc *d)
 			size_t at = 256 + (size_t)(rnd() % (size - 256 - 8)) / 8 * 8;
 			uint32_t w[2] = { (uint32_t)evil(size),
 			                  rnd() & 1 ? 0x474d4b53u : rnd() & 1 ? 0x44504b53u : (uint32_t)rnd() };
+
+			/* the first one where the consumer reads next: the
+			 * header there is what publishes a record */
+			if (i == 0) {
+				size_t mh;
+
+				memcpy(&mh, base + SK_CTRL_OFF + offsetof(struct sk_ctrl, msg_head),
+				       sizeof mh);
+				if (mh >= 256 && mh <= size - 8 && !(mh & 7))
+					at = mh;
+			}
 			memcpy(base + at, w, sizeof w);
 		}
 		break;

@@ -377,6 +377,41 @@ ParameterizedTest(enum shmk_impl *impl, ring, msg_roundtrip)
 	shmk_shm_done(d);
 }
 
+/* The header publishes a record (segment version 4): a reservation that
+ * wraps shows nothing, not even its PAD, until it is committed, and after it
+ * the consumer stops at the END word instead of reading the previous lap's
+ * records, whose headers are still in the ring. */
+Test(ring, msg_wrap_reserved_and_stale_lap)
+{
+	shmk_shm_desc *d = mk(SHMK_IMPL_SYSV, 4096);
+	unsigned char in[1000], out[1000];
+	const void *pp;
+	size_t len;
+	void *wp;
+
+	for (size_t i = 0; i < sizeof in; i++)
+		in[i] = (unsigned char)(i * 7);
+	/* three records of 1008 bytes: tail 3024 bytes in, 816 left */
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(shmk_msg_send(d, in, sizeof in, 0), 0);
+		cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), 0);
+	}
+	cr_assert_eq(shmk_msg_reserve(d, sizeof in, &wp, 0), 0);
+	cr_assert_eq((char *)wp, (char *)d->header + d->header->rbuf.begin + 8,
+	             "the reservation wraps to the ring's start");
+	cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), EAGAIN);
+	memcpy(wp, in, sizeof in);
+	cr_assert_eq(shmk_msg_commit(d, sizeof in), 0);
+	memset(out, 0, sizeof out);
+	cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), 0);
+	cr_assert_eq(len, sizeof in);
+	cr_assert_arr_eq(out, in, sizeof in);
+	/* the second record of the first lap starts right here */
+	cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), EAGAIN);
+	cr_assert_eq(shmk_msg_peek(d, &pp, &len, 0), EAGAIN);
+	shmk_shm_done(d);
+}
+
 Test(ring, msg_full_and_timeout)
 {
 	shmk_shm_desc *d = mk(SHMK_IMPL_SYSV, 4096);
