@@ -1831,6 +1831,18 @@ SK_HOT static int place_locked(struct tab *t, const struct sk_span_key *k, size_
 	return 0;
 }
 
+/* Whether this process maps SysV segment shmid at a placement of its own. */
+SK_HOT static bool sysv_mapped_here(int shmid)
+{
+	bool found = false;
+	llock();
+	for (int i = 0; i < S.hwm && !found; i++)
+		found = S.slots[i].state == L_MAPPED && S.slots[i].kind == SK_SPAN_SYSV &&
+			S.slots[i].shmid == shmid && S.slots[i].ent >= 0;
+	lunlock();
+	return found;
+}
+
 SK_HOT static int usable(void)
 {
 	if (S.cfg.off || !S.inited)
@@ -1854,6 +1866,15 @@ SK_HOT int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t off,
 	if (k->kind == SK_SPAN_POSIX && (!k->name || !k->name[0] || strlen(k->name) >= SK_NAME_MAX - 8 ||
 					 off % S.shmlba || len == 0)) {
 		r = -EINVAL;
+		goto out;
+	}
+	/* A SysV segment mapped at its slot here already: its placement is
+	 * taken (-EEXIST), as the table would say after a lock session and a
+	 * lookup (a program that attaches a segment again, read-only, say:
+	 * stress-ng's shm-sysv did it four times a segment, ~2 us each). While
+	 * we map it, its shmid cannot name another segment. */
+	if (k->kind == SK_SPAN_SYSV && sysv_mapped_here(k->shmid)) {
+		r = -EEXIST;
 		goto out;
 	}
 	if ((r = open_table()) < 0)
