@@ -2265,6 +2265,23 @@ SK_HOT void sk_span_removed(const struct sk_span_key *k)
 	errno = saved;
 }
 
+void sk_span_flush(void)
+{
+	/* Racy reads, as hints: a removal queued meanwhile by another thread
+	 * is told by its own next lock session or by sk_span_fini. */
+	if (!S.tab || !S.npend || S.pid != (pid_t)syscall(SYS_getpid))
+		return;   /* nothing queued, or a vfork child on our memory */
+	if (enter() < 0)
+		return;
+	int saved = errno;
+	if (tab_lock(S.tab) == 0) {   /* tells the queue */
+		spare_drop(S.tab);    /* this image keeps nothing for later */
+		tab_unlock(S.tab);
+	}
+	leave();
+	errno = saved;
+}
+
 int sk_span_gc(void)
 {
 	if (!S.tab)

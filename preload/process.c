@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/span.h"
 #include "core/log.h"
 #include "core/record.h"
 #include "preload/real.h"
@@ -93,6 +94,7 @@ SK_EXPORT int posix_spawnp(pid_t *pid, const char *file,
 /* Before an exec: 1 if it was recorded (then a failure is recorded too). */
 static int exec_begin(const char *path)
 {
+	sk_span_flush();   /* the new image does not know the removals queued */
 	if (!logging())
 		return 0;
 	/* A vfork child runs on its parent's memory: not ours to record. */

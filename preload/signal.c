@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/span.h"
 #include "core/util.h"
 #include "include/shmkeeper.h"
 #include "preload/real.h"
@@ -335,6 +336,8 @@ SK_EXPORT void _exit(int status)
 {
 	if (!sk_unlikely(sk_busy) && sk_cleanup_wanted() && sk_cleanup_in_owner())
 		sk_cleanup_terminate(0, WAIT_MS);
+	if (!sk_unlikely(sk_busy))
+		sk_span_flush();   /* the removals sk_span_fini would have told */
 	forward_exit(REAL(_exit), status);
 }
 
@@ -342,6 +345,8 @@ SK_EXPORT void _Exit(int status)
 {
 	if (!sk_unlikely(sk_busy) && sk_cleanup_wanted() && sk_cleanup_in_owner())
 		sk_cleanup_terminate(0, WAIT_MS);
+	if (!sk_unlikely(sk_busy))
+		sk_span_flush();   /* the removals sk_span_fini would have told */
 	forward_exit(REAL(_Exit), status);
 }
 

@@ -1045,3 +1045,45 @@ Test(span_table, holes)
 	sk_span_fini();
 	munmap((void *)(uintptr_t)c.addr, c.size);
 }
+
+/* A process that removes a segment and leaves through _exit (or exec) tells
+ * the table before it goes: the removal was queued for its next lock session,
+ * which never comes (the preloaded _exit and exec wrappers call
+ * sk_span_flush). Its entry is free at once, not left for a collection. */
+Test(span_table, removal_told_before_exit)
+{
+	struct sk_span_cfg c = start(16, SK_SPAN_WARN);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		sk_span_fork_child();
+		int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+		struct sk_span_key k = { .kind = SK_SPAN_SYSV, .shmid = id };
+		struct sk_span_ticket t;
+		void *a;
+		if (id < 0 || sk_span_place(&k, 0, 0, &t, &a) != 0)
+			_exit(2);
+		void *p = shmat(id, a, 0);
+		sk_span_commit(&t, p != (void *)-1);
+		if (p == (void *)-1 || sk_span_unmap(p, 0, SK_SPAN_SHMDT, NULL) != 1)
+			_exit(3);
+		shmctl(id, IPC_RMID, NULL);
+		sk_span_removed(&k);
+		sk_span_flush();
+		_exit(0);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	/* Our first placement opens the table the child used. */
+	int id = mkseg(4096);
+	void *p = attach(id, NULL);
+	struct sk_span_stats s;
+	cr_assert_eq(sk_span_stats(&s), 0);
+	cr_expect_eq(s.entries, 1, "ours only: the child's entry was told removed");
+	cr_expect_eq(s.retired, 0, "and not kept as a spare by a process that is gone");
+	detach(p);
+	rmseg(id);
+	sk_span_fini();
+	munmap((void *)(uintptr_t)c.addr, c.size);
+}
