@@ -176,18 +176,22 @@ static int populate(uint64_t target)
  * interrupts that open on the opener's own thread (other threads wait for
  * it) cannot wait for it, and the log is not there yet: its records are
  * staged here, and the opener copies them into the log once it is open
- * (tests/fault_host.sh signal-open). Only that thread's handlers write here,
- * and each one runs to its end before the opener goes on: no locking. A
+ * (tests/fault_host.sh signalopen). Only that thread's handlers write here
+ * (checked by tid), and each one runs to its end before the opener goes on:
+ * no locking. A
  * process killed before its log exists loses them, as it loses any event. */
 static struct {
 	volatile sig_atomic_t on;     /* the opener is opening: stage */
+	pid_t tid;                    /* the opener's thread: only its handlers stage */
 	uint32_t used, dropped;
 	uint64_t buf[8192];           /* 64 KiB of .bss, touched only then */
 } ST;
 
 static struct sk_rec *stage_reserve(size_t len)
 {
-	if (!ST.on)
+	/* Another thread here (a termination cleanup's record, say) would
+	 * race the opener's handlers for the buffer: it drops, as before. */
+	if (!ST.on || sk_tid() != ST.tid)
 		return NULL;
 	if (len > sizeof ST.buf - ST.used) {
 		ST.dropped++;
@@ -201,6 +205,7 @@ static struct sk_rec *stage_reserve(size_t len)
 
 void sk_log_stage_begin(void)
 {
+	ST.tid = sk_tid();
 	ST.used = ST.dropped = 0;
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 	ST.on = 1;
@@ -208,7 +213,7 @@ void sk_log_stage_begin(void)
 
 int sk_log_staging(void)
 {
-	return ST.on || sk_log_is_open();
+	return (ST.on && sk_tid() == ST.tid) || sk_log_is_open();
 }
 
 void sk_log_stage_end(void)
