@@ -326,8 +326,9 @@ int sk_span_rereserve(const void *addr, size_t len);
 void sk_span_removed(const struct sk_span_key *key);
 
 /* Tells the table the SysV removals this process queued, if any: before
- * exec and _exit, which skip sk_span_fini. Does nothing in a vfork child
- * or when re-entered. */
+ * exec, _exit, and the default action of a fatal signal the library
+ * handles, which all skip sk_span_fini. Does nothing in a vfork child or
+ * when re-entered. */
 void sk_span_flush(void);
 
 /* Fork handlers: see the integration note. The child handler is not AS-safe

@@ -263,6 +263,7 @@ static void dispatch(int sig, siginfo_t *info, void *uc)
 		sigprocmask(SIG_BLOCK, &async, NULL);
 		sk_cleanup_terminate(sig, WAIT_MS);
 	}
+	sk_span_flush();   /* the removals sk_span_fini would have told */
 	default_action(sig, info);
 }
 
