@@ -14,7 +14,8 @@
  * empty after every syscall, and each distinct page touched then costs a
  * page walk, ~10-30 ns. Spread over .text, one SysV call touched 9-11 code
  * pages of ours (valgrind --tool=lackey --trace-mem, counted between
- * syscalls). A section attribute, not `hot`: clang honours it too. */
+ * syscalls). gcc's `hot` puts them in .text.hot and splits their cold
+ * blocks off; clang gets the section by name. */
 #if defined(__clang__)
 #define SK_HOT         __attribute__((section(".text.hot.shmkeeper")))
 #else

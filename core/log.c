@@ -178,8 +178,8 @@ static int populate(uint64_t target)
  * staged here, and the opener copies them into the log once it is open
  * (tests/fault_host.sh signalopen). Only that thread's handlers write here
  * (checked by tid), and each one runs to its end before the opener goes on:
- * no locking. A
- * process killed before its log exists loses them, as it loses any event. */
+ * no locking. A process killed before its log exists loses them, as it
+ * loses any event. */
 static struct {
 	volatile sig_atomic_t on;     /* the opener is opening: stage */
 	pid_t tid;                    /* the opener's thread: only its handlers stage */

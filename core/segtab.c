@@ -154,29 +154,42 @@ SK_HOT int sk_att_add(const struct sk_attach *a)
 	return 0;
 }
 
-SK_HOT int sk_att_find(uint64_t addr, struct sk_attach *out)
+/* The index of the attachment starting at addr, or -1. */
+static int att_index(uint64_t addr)
 {
 	for (unsigned i = 0; i < natt; i++)
-		if (att[i].addr == addr) {
-			*out = att[i];
-			return 1;
-		}
-	return 0;
+		if (att[i].addr == addr)
+			return (int)i;
+	return -1;
+}
+
+/* No attachment left: the fast paths' envelope is empty again. */
+static void envelope_reset_if_empty(void)
+{
+	if (natt == 0) {
+		__atomic_store_n(&sk_att_lo, UINT64_MAX, __ATOMIC_RELAXED);
+		__atomic_store_n(&sk_att_hi, 0, __ATOMIC_RELAXED);
+	}
+}
+
+SK_HOT int sk_att_find(uint64_t addr, struct sk_attach *out)
+{
+	int i = att_index(addr);
+	if (i < 0)
+		return 0;
+	*out = att[i];
+	return 1;
 }
 
 SK_HOT int sk_att_take(uint64_t addr, struct sk_attach *out)
 {
-	for (unsigned i = 0; i < natt; i++)
-		if (att[i].addr == addr) {
-			*out = att[i];
-			att[i] = att[--natt];
-			if (natt == 0) {
-				__atomic_store_n(&sk_att_lo, UINT64_MAX, __ATOMIC_RELAXED);
-				__atomic_store_n(&sk_att_hi, 0, __ATOMIC_RELAXED);
-			}
-			return 1;
-		}
-	return 0;
+	int i = att_index(addr);
+	if (i < 0)
+		return 0;
+	*out = att[i];
+	att[i] = att[--natt];
+	envelope_reset_if_empty();
+	return 1;
 }
 
 SK_HOT int sk_att_cut(uint64_t addr, uint64_t len, struct sk_attach *out, int max)
@@ -222,10 +235,7 @@ SK_HOT int sk_att_cut(uint64_t addr, uint64_t len, struct sk_attach *out, int ma
 			att[i] = att[--natt];
 		}
 	}
-	if (natt == 0) {
-		__atomic_store_n(&sk_att_lo, UINT64_MAX, __ATOMIC_RELAXED);
-		__atomic_store_n(&sk_att_hi, 0, __ATOMIC_RELAXED);
-	}
+	envelope_reset_if_empty();
 	return n;
 }
 

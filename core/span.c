@@ -1403,6 +1403,17 @@ SK_HOT static void mir_index(const struct tab *t, int idx)
 	m->used[idx / 64] |= 1ull << (idx % 64);
 }
 
+/* Takes entry idx out of its key's hash chain. */
+SK_HOT static void mir_unchain(int idx)
+{
+	struct mirror *m = &S.mir;
+	int16_t *l = &m->head[m->e[idx].key % MIR_BUCKETS];
+	while (*l && *l != idx + 1)
+		l = &m->e[*l - 1].next;
+	if (*l)
+		*l = m->e[idx].next;
+}
+
 SK_HOT static void mir_add(const struct tab *t, int idx)
 {
 	struct mirror *m = &S.mir;
@@ -1431,23 +1442,14 @@ SK_HOT static void mir_del(const struct tab *t, int idx)
 		m->n--;
 		mir_cut_prefix(p);
 	}
-	int16_t *l = &m->head[m->e[idx].key % MIR_BUCKETS];
-	while (*l && *l != idx + 1)
-		l = &m->e[*l - 1].next;
-	if (*l)
-		*l = m->e[idx].next;
+	mir_unchain(idx);
 }
 
 /* Entry idx got a new identity over the same range (a reused spare): only
  * its hash chain changes, not the ranges. */
 SK_HOT static void mir_rekey(const struct tab *t, int idx)
 {
-	struct mirror *m = &S.mir;
-	int16_t *l = &m->head[m->e[idx].key % MIR_BUCKETS];
-	while (*l && *l != idx + 1)
-		l = &m->e[*l - 1].next;
-	if (*l)
-		*l = m->e[idx].next;
+	mir_unchain(idx);
 	mir_index(t, idx);
 }
 

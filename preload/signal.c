@@ -321,33 +321,31 @@ SK_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 	return old.sa_handler;
 }
 
+/* exit() reaches the cleanups and sk_span_fini through the library's
+ * destructor (preload/state.c); _exit and _Exit skip destructors, so they run
+ * the cleanups and tell the span the removals it queued here. glibc calls its
+ * own _exit internally (not through here): that is exit's path, and
+ * posix_spawn's child's. */
 static _Noreturn void forward_exit(void (*real)(int), int status)
 {
+	if (!sk_unlikely(sk_busy)) {
+		if (sk_cleanup_wanted() && sk_cleanup_in_owner())
+			sk_cleanup_terminate(0, WAIT_MS);
+		sk_span_flush();
+	}
 	if (real)
 		real(status);
 	syscall(SYS_exit_group, status);
 	__builtin_unreachable();
 }
 
-/* exit() reaches the cleanups through the library's destructor
- * (preload/state.c); _exit and _Exit skip destructors, so they run them here.
- * glibc calls its own _exit internally (not through here): that is exit's
- * path, and posix_spawn's child's. */
 SK_EXPORT void _exit(int status)
 {
-	if (!sk_unlikely(sk_busy) && sk_cleanup_wanted() && sk_cleanup_in_owner())
-		sk_cleanup_terminate(0, WAIT_MS);
-	if (!sk_unlikely(sk_busy))
-		sk_span_flush();   /* the removals sk_span_fini would have told */
 	forward_exit(REAL(_exit), status);
 }
 
 SK_EXPORT void _Exit(int status)
 {
-	if (!sk_unlikely(sk_busy) && sk_cleanup_wanted() && sk_cleanup_in_owner())
-		sk_cleanup_terminate(0, WAIT_MS);
-	if (!sk_unlikely(sk_busy))
-		sk_span_flush();   /* the removals sk_span_fini would have told */
 	forward_exit(REAL(_Exit), status);
 }
 
