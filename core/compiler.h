@@ -10,17 +10,23 @@
 #define SK_ALWAYS_INLINE inline __attribute__((always_inline))
 #define SK_COLD        __attribute__((cold, noinline))
 /* The code of the wrapped calls' common paths, packed into one run of
- * pages (the linker puts .text.hot.* together): on this VM the TLB is
- * empty after every syscall, and each distinct page touched then costs a
- * page walk, ~10-30 ns. Spread over .text, one SysV call touched 9-11 code
- * pages of ours (valgrind --tool=lackey --trace-mem, counted between
- * syscalls). gcc's `hot` puts them in .text.hot and splits their cold
- * blocks off; clang gets the section by name. */
-#if defined(__clang__)
-#define SK_HOT         __attribute__((section(".text.hot.shmkeeper")))
-#else
-#define SK_HOT         __attribute__((hot))   /* .text.hot, cold blocks split off */
-#endif
+ * pages: on this VM the TLB is empty after every syscall, and each distinct
+ * page touched then costs a page walk, ~10-30 ns. Spread over .text, one
+ * SysV call touched 9-11 code pages of ours (valgrind --tool=lackey
+ * --trace-mem, counted between syscalls). The run is ordered by path, so
+ * that a program doing SysV calls only, or POSIX calls only, touches the
+ * fewest pages: the SysV wrappers and their helpers, what both paths share,
+ * the span, the POSIX wrappers and their helpers. The linker sorts
+ * .text.sorted.* by name (binutils >= 2.35 and lld; an older linker still
+ * keeps each group together). `hot` also tells gcc to optimise them for
+ * speed; with a section of our own it no longer splits their cold blocks
+ * off, which costs ~4% more bytes than .text.hot and saves more pages than
+ * that (see DEVELOPERS.md, "Fast paths"). */
+#define SK_HOT_IN(g)   __attribute__((hot, section(".text.sorted.shmkeeper." g)))
+#define SK_HOT_SYSV    SK_HOT_IN("1sysv")
+#define SK_HOT         SK_HOT_IN("2common")
+#define SK_HOT_SPAN    SK_HOT_IN("3span")
+#define SK_HOT_POSIX   SK_HOT_IN("4posix")
 /* The same for the variables those paths read: in one section of .data,
  * a page or two for the whole library, instead of spread over .bss
  * between the big tables. Big arrays stay out of it. */

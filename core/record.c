@@ -206,7 +206,7 @@ static SK_ALWAYS_INLINE unsigned backtrace_raw(uint64_t *out, uint64_t now)
 		memcpy((char *)(e + 1) + (extra), fr_, (size_t)nf_ * 8);       \
 	sk_log_commit(&e->r, type, len_, now_);
 
-SK_HOT void sk_ev_sysv_get(int32_t key, int32_t shmid, uint64_t size, int32_t shmflg,
+SK_HOT_SYSV void sk_ev_sysv_get(int32_t key, int32_t shmid, uint64_t size, int32_t shmflg,
 		    unsigned flags, uint32_t mode, uint32_t cuid)
 {
 	BEGIN(struct sk_ev_sysv_get, 0);
@@ -220,7 +220,7 @@ SK_HOT void sk_ev_sysv_get(int32_t key, int32_t shmid, uint64_t size, int32_t sh
 	END(SK_EV_SYSV_GET, 0);
 }
 
-SK_HOT void sk_ev_sysv_at(int32_t shmid, int32_t shmflg, uint64_t addr, uint64_t req,
+SK_HOT_SYSV void sk_ev_sysv_at(int32_t shmid, int32_t shmflg, uint64_t addr, uint64_t req,
 		   uint64_t size, unsigned flags)
 {
 	BEGIN(struct sk_ev_sysv_at, 0);
@@ -233,7 +233,7 @@ SK_HOT void sk_ev_sysv_at(int32_t shmid, int32_t shmflg, uint64_t addr, uint64_t
 	END(SK_EV_SYSV_AT, 0);
 }
 
-SK_HOT void sk_ev_sysv_dt(int32_t shmid, uint64_t addr, uint64_t size, unsigned flags)
+SK_HOT_SYSV void sk_ev_sysv_dt(int32_t shmid, uint64_t addr, uint64_t size, unsigned flags)
 {
 	BEGIN(struct sk_ev_sysv_dt, 0);
 	e->shmid = shmid;
@@ -243,7 +243,7 @@ SK_HOT void sk_ev_sysv_dt(int32_t shmid, uint64_t addr, uint64_t size, unsigned 
 	END(SK_EV_SYSV_DT, 0);
 }
 
-SK_HOT void sk_ev_sysv_ctl(int32_t shmid, int32_t cmd, uint32_t uid, uint32_t gid,
+SK_HOT_SYSV void sk_ev_sysv_ctl(int32_t shmid, int32_t cmd, uint32_t uid, uint32_t gid,
 		    uint32_t mode, int32_t key, uint64_t size, unsigned flags)
 {
 	BEGIN(struct sk_ev_sysv_ctl, 0);
@@ -258,7 +258,7 @@ SK_HOT void sk_ev_sysv_ctl(int32_t shmid, int32_t cmd, uint32_t uid, uint32_t gi
 	END(SK_EV_SYSV_CTL, 0);
 }
 
-SK_HOT static size_t bounded_len(const char *s, size_t max)
+SK_HOT_POSIX static size_t bounded_len(const char *s, size_t max)
 {
 	size_t n = 0;
 	while (n < max && s[n])
@@ -266,7 +266,7 @@ SK_HOT static size_t bounded_len(const char *s, size_t max)
 	return n;
 }
 
-SK_HOT void sk_ev_posix_open(const char *name, int32_t fd, int32_t oflag, uint64_t dev,
+SK_HOT_POSIX void sk_ev_posix_open(const char *name, int32_t fd, int32_t oflag, uint64_t dev,
 		      uint64_t ino, uint64_t size, uint32_t mode, uint32_t uid,
 		      unsigned flags)
 {
@@ -286,7 +286,7 @@ SK_HOT void sk_ev_posix_open(const char *name, int32_t fd, int32_t oflag, uint64
 	END(SK_EV_POSIX_OPEN, pad);
 }
 
-SK_HOT void sk_ev_posix_unlink(const char *name, uint64_t dev, uint64_t ino)
+SK_HOT_POSIX void sk_ev_posix_unlink(const char *name, uint64_t dev, uint64_t ino)
 {
 	size_t nl = bounded_len(name, SK_NAME_MAX - 1), pad = SK_ALIGN8(nl + 1);
 	BEGIN(struct sk_ev_posix_unlink, pad);
@@ -299,7 +299,7 @@ SK_HOT void sk_ev_posix_unlink(const char *name, uint64_t dev, uint64_t ino)
 	END(SK_EV_POSIX_UNLINK, pad);
 }
 
-SK_HOT void sk_ev_map(unsigned type, const struct sk_attach *a, int32_t prot, int32_t mflags)
+SK_HOT_POSIX void sk_ev_map(unsigned type, const struct sk_attach *a, int32_t prot, int32_t mflags)
 {
 	BEGIN(struct sk_ev_map, 0);
 	e->dev = a->dev;
@@ -330,7 +330,7 @@ void sk_ev_remap(const struct sk_attach *old, uint64_t new_addr, uint64_t new_le
 	END(SK_EV_REMAP, 0);
 }
 
-SK_HOT void sk_ev_resize(uint64_t dev, uint64_t ino, int32_t fd, uint64_t size, int32_t how)
+SK_HOT_POSIX void sk_ev_resize(uint64_t dev, uint64_t ino, int32_t fd, uint64_t size, int32_t how)
 {
 	BEGIN(struct sk_ev_resize, 0);
 	e->dev = dev;

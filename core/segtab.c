@@ -53,7 +53,7 @@ void sk_tab_atfork_child(void) { __atomic_store_n(&lock_owner, 0, __ATOMIC_RELEA
 
 /* ---- fds ---- */
 
-SK_HOT static void bit_set(int fd, int on)
+SK_HOT_POSIX static void bit_set(int fd, int on)
 {
 	if ((unsigned)fd >= SK_FD_BITS) {
 		if (on)
@@ -67,7 +67,7 @@ SK_HOT static void bit_set(int fd, int on)
 		__atomic_fetch_and(&sk_fd_bitmap[(unsigned)fd / 64], ~m, __ATOMIC_RELAXED);
 }
 
-SK_HOT void sk_fd_mark(int fd, uint64_t dev, uint64_t ino, const char *name)
+SK_HOT_POSIX void sk_fd_mark(int fd, uint64_t dev, uint64_t ino, const char *name)
 {
 	if (fd < 0)
 		return;
@@ -86,7 +86,7 @@ SK_HOT void sk_fd_mark(int fd, uint64_t dev, uint64_t ino, const char *name)
 	bit_set(fd, 1);
 }
 
-SK_HOT void sk_fd_unmark(int fd)
+SK_HOT_POSIX void sk_fd_unmark(int fd)
 {
 	for (unsigned i = 0; i < nfds; i++)
 		if (fds[i].fd == fd) {
@@ -108,7 +108,7 @@ void sk_fd_unmark_range(unsigned lo, unsigned hi)
 	}
 }
 
-SK_HOT int sk_fd_lookup(int fd, uint64_t *dev, uint64_t *ino, char *name)
+SK_HOT_POSIX int sk_fd_lookup(int fd, uint64_t *dev, uint64_t *ino, char *name)
 {
 	for (unsigned i = 0; i < nfds; i++)
 		if (fds[i].fd == fd) {
@@ -121,7 +121,7 @@ SK_HOT int sk_fd_lookup(int fd, uint64_t *dev, uint64_t *ino, char *name)
 	return 0;
 }
 
-SK_HOT void sk_fd_dup(int oldfd, int newfd)
+SK_HOT_POSIX void sk_fd_dup(int oldfd, int newfd)
 {
 	uint64_t dev, ino;
 	char name[256];
@@ -247,7 +247,7 @@ void sk_att_foreach(void (*fn)(const struct sk_attach *, void *), void *arg)
 
 /* ---- SysV ---- */
 
-SK_HOT void sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created)
+SK_HOT_SYSV void sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created)
 {
 	for (unsigned i = 0; i < nsysv; i++)
 		if (sysv[i].shmid == shmid) {
@@ -270,7 +270,7 @@ SK_HOT void sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created)
 					  .created = (uint8_t)!!created };
 }
 
-SK_HOT int sk_sysv_get(int32_t shmid, struct sk_sysv *out)
+SK_HOT_SYSV int sk_sysv_get(int32_t shmid, struct sk_sysv *out)
 {
 	for (unsigned i = 0; i < nsysv; i++)
 		if (sysv[i].shmid == shmid) {
@@ -280,7 +280,7 @@ SK_HOT int sk_sysv_get(int32_t shmid, struct sk_sysv *out)
 	return 0;
 }
 
-SK_HOT void sk_sysv_forget(int32_t shmid)
+SK_HOT_SYSV void sk_sysv_forget(int32_t shmid)
 {
 	for (unsigned i = 0; i < nsysv; i++)
 		if (sysv[i].shmid == shmid) {
@@ -297,7 +297,7 @@ void sk_sysv_foreach(void (*fn)(const struct sk_sysv *, void *), void *arg)
 
 /* ---- POSIX ---- */
 
-SK_HOT void sk_posix_created(const char *name, uint64_t dev, uint64_t ino)
+SK_HOT_POSIX void sk_posix_created(const char *name, uint64_t dev, uint64_t ino)
 {
 	for (unsigned i = 0; i < nposix; i++)
 		if (strcmp(posix[i].name, name) == 0) {
@@ -313,7 +313,7 @@ SK_HOT void sk_posix_created(const char *name, uint64_t dev, uint64_t ino)
 	nposix++;
 }
 
-SK_HOT void sk_posix_forget(const char *name)
+SK_HOT_POSIX void sk_posix_forget(const char *name)
 {
 	for (unsigned i = 0; i < nposix; i++)
 		if (strcmp(posix[i].name, name) == 0) {

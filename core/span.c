@@ -144,8 +144,8 @@ struct mir_ent {
 	int16_t  next;             /* index + 1 in its bucket's chain; 0 ends */
 };
 
-/* The small members first: head, used and the first entries share a page
- * with the rest of S's hot part (see SK_HOTDATA). */
+/* The small members first: head, used and the first entries share one
+ * page (S's hot part and the first slots are on the page before). */
 struct mirror {
 	const struct tab *tab;     /* NULL: to be built */
 	uint64_t gen;              /* t->gen it is current for */
@@ -163,8 +163,6 @@ struct mirror {
 	} r[SK_SPAN_ENTS];         /* sorted by off */
 };
 
-SK_HIDDEN SK_HOTDATA void (*sk_span_test_midupdate)(void);
-
 /* Ordered by heat: what every call reads first, the big arrays last (the
  * first slots, and the mirror's chains and first entries, are what a
  * process with few segments touches of them). */
@@ -180,6 +178,9 @@ static struct {
 	pid_t        pid;
 	uint64_t     start, pidns;
 	uint64_t     lk_me;       /* our value of the table lock word */
+	/* tests: called in the middle of an allocation (a pointer of its own,
+	 * after S's big arrays, took a page of its own at every allocation) */
+	void       (*midupdate)(void);
 	int          hwm;         /* slots[0, hwm) may be in use */
 	/* Removed entries whose last local mapping went (local lock): checked
 	 * one by one at the next allocation, in place of the scan that used to
@@ -199,13 +200,18 @@ static struct {
 	struct mirror mir;
 } S SK_HOTDATA = { .dirfd = -1, .user = -1 };
 
+void sk_span_test_midupdate(void (*fn)(void))
+{
+	S.midupdate = fn;
+}
+
 /* Spinlock, not a mutex: held for a few loads and at most one mmap, and its
  * owner is known per thread so that a signal handler re-entering is told
  * -EDEADLK instead of deadlocking (LESSONS.md: handlers call shmdt). */
 static SK_HOTDATA atomic_int local_lock;
 static SK_TLS int in_span;
 
-SK_HOT static int enter(void)
+SK_HOT_SPAN static int enter(void)
 {
 	if (in_span)
 		return -EDEADLK;
@@ -213,19 +219,19 @@ SK_HOT static int enter(void)
 	return 0;
 }
 
-SK_HOT static void leave(void)
+SK_HOT_SPAN static void leave(void)
 {
 	in_span = 0;
 }
 
-SK_HOT static void llock(void)
+SK_HOT_SPAN static void llock(void)
 {
 	/* acquire: the slots written by the previous holder are visible. */
 	while (atomic_exchange_explicit(&local_lock, 1, memory_order_acquire))
 		sched_yield();
 }
 
-SK_HOT static void lunlock(void)
+SK_HOT_SPAN static void lunlock(void)
 {
 	/* release: publish the slots before the next holder reads them. */
 	atomic_store_explicit(&local_lock, 0, memory_order_release);
@@ -233,12 +239,12 @@ SK_HOT static void lunlock(void)
 
 /* ---- raw syscalls: the wrappers must never see the library's own objects - */
 
-SK_HOT static void *raw_mmap(void *a, size_t l, int prot, int fl, int fd, off_t off)
+SK_HOT_SPAN static void *raw_mmap(void *a, size_t l, int prot, int fl, int fd, off_t off)
 {
 	return (void *)syscall(SYS_mmap, a, l, prot, fl, fd, off);
 }
 
-SK_HOT static int raw_munmap(void *a, size_t l)
+SK_HOT_SPAN static int raw_munmap(void *a, size_t l)
 {
 	return (int)syscall(SYS_munmap, a, l);
 }
@@ -273,7 +279,7 @@ static int raw_shmstat(int id, struct shmid_ds *ds)
 	return (int)syscall(SYS_shmctl, id, IPC_STAT, ds);
 }
 
-SK_HOT static void *reserve_at(uintptr_t a, size_t l, int extra)
+SK_HOT_SPAN static void *reserve_at(uintptr_t a, size_t l, int extra)
 {
 	return raw_mmap((void *)a, l, PROT_NONE,
 			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | extra, -1, 0);
@@ -407,7 +413,7 @@ int sk_span_init(const struct sk_span_cfg *cfg)
 {
 	if (S.inited)
 		return S.init_ret;
-	int saved = errno;
+	int saved = SK_ERRNO;
 	S.inited = true;
 	S.cfg = *cfg;
 	S.shmlba = shmlba();
@@ -419,7 +425,7 @@ int sk_span_init(const struct sk_span_cfg *cfg)
 		 * hint, hence the address comparison. */
 		void *m = reserve_at(cfg->addr, cfg->size, MAP_FIXED_NOREPLACE);
 		if (m == MAP_FAILED) {
-			S.init_ret = errno == EEXIST ? -EEXIST : -errno;
+			S.init_ret = SK_ERRNO == EEXIST ? -EEXIST : -SK_ERRNO;
 		} else if ((uintptr_t)m != cfg->addr) {
 			raw_munmap(m, cfg->size);
 			S.init_ret = -EEXIST;
@@ -429,7 +435,7 @@ int sk_span_init(const struct sk_span_cfg *cfg)
 		}
 		sk_span_g.state = S.init_ret == 0 ? 1 : -1;
 	}
-	errno = saved;
+	SK_ERRNO = saved;
 	return S.init_ret;
 }
 
@@ -444,7 +450,7 @@ static uint64_t mix(uint64_t h, uint64_t v)
 /* A multiply-xor chain, a multiply a word: it catches torn updates and
  * scribbles (a forger can compute any checksum anyway). The mix() chain it
  * replaced cost ~100 instructions an entry, twice a placement (callgrind). */
-SK_HOT static uint64_t ent_sum(const struct tab_ent *e)
+SK_HOT_SPAN static uint64_t ent_sum(const struct tab_ent *e)
 {
 	const uint64_t k = 0x9e3779b97f4a7c15ull;
 	uint64_t h = 0x53484d4b53504eull;
@@ -473,7 +479,7 @@ static uint64_t user_sum(const struct tab_user *u)
 
 /* Every value read from the table is checked before it is used: any user of
  * the span (other uids included) can write it. */
-SK_HOT static bool ent_valid(const struct tab *t, const struct tab_ent *e)
+SK_HOT_SPAN static bool ent_valid(const struct tab *t, const struct tab_ent *e)
 {
 	if (e->state == ENT_FREE)
 		return true;
@@ -497,7 +503,7 @@ static bool user_valid(const struct tab_user *u)
 	return u->pid <= 0x3fffffff && u->check == user_sum(u);
 }
 
-SK_HOT static bool hdr_valid(const struct tab *t)
+SK_HOT_SPAN static bool hdr_valid(const struct tab *t)
 {
 	return memcmp(t->magic, TAB_MAGIC, 8) == 0 && t->version == TAB_VERSION &&
 	       t->hdr_size == HDR_SIZE && t->nents == SK_SPAN_ENTS &&
@@ -506,7 +512,7 @@ SK_HOT static bool hdr_valid(const struct tab *t)
 	       t->span_addr == S.cfg.addr && t->span_size == S.cfg.size;
 }
 
-SK_HOT static void ent_clear(struct tab_ent *e)
+SK_HOT_SPAN static void ent_clear(struct tab_ent *e)
 {
 	e->state = ENT_FREE;
 	e->check = 0;
@@ -518,7 +524,7 @@ SK_HOT static void ent_clear(struct tab_ent *e)
 static void mir_del(const struct tab *t, int idx);
 
 /* Frees entry i (table locked): in the table and in our mirror of it. */
-SK_HOT static void ent_free(struct tab *t, int i)
+SK_HOT_SPAN static void ent_free(struct tab *t, int i)
 {
 	ent_clear(&t->ents[i]);
 	mir_del(t, i);
@@ -535,14 +541,14 @@ static void user_clear(struct tab *t, int u)
 }
 
 /* ents[0, hwm) may be in use; the rest is free whatever it holds. */
-SK_HOT static unsigned ents_hwm(const struct tab *t)
+SK_HOT_SPAN static unsigned ents_hwm(const struct tab *t)
 {
 	return t->hwm < SK_SPAN_ENTS ? t->hwm : SK_SPAN_ENTS;
 }
 
 /* Lowers hwm past free entries at the top: scans stay as short as the table
  * is full (one entry in the common create-attach-remove cycle). */
-SK_HOT static void hwm_trim(struct tab *t)
+SK_HOT_SPAN static void hwm_trim(struct tab *t)
 {
 	unsigned h = ents_hwm(t);
 	while (h > 0 && t->ents[h - 1].state == ENT_FREE)
@@ -644,7 +650,7 @@ static uint32_t *lk_futex(struct tab *t)
 static int64_t lk_now(clockid_t clk, int64_t *ns)
 {
 	struct timespec ts;
-	clock_gettime(clk, &ts);
+	sk_clock(clk, &ts);
 	if (ns)
 		*ns = (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 	return ts.tv_sec;
@@ -682,7 +688,7 @@ SK_COLD static bool lk_holder_dead(const struct tab *t, uint64_t cur)
 		return atomic_load(&lk_users) <= 1;
 	if (lk_foreign_ns(t, pid, tag))
 		return false;
-	if (syscall(SYS_kill, (pid_t)pid, 0) != 0 && errno == ESRCH)
+	if (syscall(SYS_kill, (pid_t)pid, 0) != 0 && SK_ERRNO == ESRCH)
 		return true;
 	char st;
 	uint64_t start;
@@ -753,9 +759,9 @@ SK_COLD static int lk_slow(struct tab *t, bool wait)
 
 static void pend_flush(struct tab *t);
 
-SK_HOT static int tab_lock(struct tab *t)
+SK_HOT_SPAN static int tab_lock(struct tab *t)
 {
-	int saved = errno, r;
+	int saved = SK_ERRNO, r;
 	bool wait = true;
 	int64_t until = atomic_load_explicit(&lk_stuck_until, memory_order_relaxed);
 	/* Normally no clock read: only after a timeout. */
@@ -778,13 +784,13 @@ SK_HOT static int tab_lock(struct tab *t)
 		atomic_store_explicit(&lk_stuck_until, 0, memory_order_relaxed);
 	if (r < 0) {
 		atomic_fetch_sub(&lk_users, 1);
-		errno = saved;
+		SK_ERRNO = saved;
 		return r;
 	}
 	if (!hdr_valid(t)) {
 		tab_unlock(t);
 		S.broken = true;
-		errno = saved;
+		SK_ERRNO = saved;
 		return -EBADMSG;
 	}
 	if (r == 1) {
@@ -795,13 +801,13 @@ SK_HOT static int tab_lock(struct tab *t)
 	}
 	if (S.npend && t == S.tab)
 		pend_flush(t);
-	errno = saved;
+	SK_ERRNO = saved;
 	return 0;
 }
 
-SK_HOT static void tab_unlock(struct tab *t)
+SK_HOT_SPAN static void tab_unlock(struct tab *t)
 {
-	int saved = errno;
+	int saved = SK_ERRNO;
 	uint64_t cur = atomic_load_explicit(&t->lock, memory_order_relaxed);
 	/* Not ours any more (taken over by a waiter who judged us dead, or
 	 * rewritten): leave it to whoever has it. */
@@ -815,7 +821,7 @@ SK_HOT static void tab_unlock(struct tab *t)
 		}
 	}
 	atomic_fetch_sub(&lk_users, 1);
-	errno = saved;
+	SK_ERRNO = saved;
 }
 
 static size_t fmt_hex(char *dst, size_t at, size_t size, uint64_t v)
@@ -879,7 +885,7 @@ SK_COLD static bool posix_name_is(const struct tab_ent *e)
 		return true;
 	const char *n = e->name[0] == '/' ? e->name + 1 : e->name;
 	int rc = (int)syscall(SYS_newfstatat, S.dirfd, n, &st, AT_SYMLINK_NOFOLLOW);
-	int err = errno;
+	int err = SK_ERRNO;
 	dir_put(opened);
 	if (rc != 0)
 		return err != ENOENT;
@@ -889,7 +895,7 @@ SK_COLD static bool posix_name_is(const struct tab_ent *e)
 /* No registered user marks e as mapped (liveness not checked: no
  * syscall). Every user marks what it maps in the span, SysV included, so
  * that removal can free an entry without asking the kernel. */
-SK_HOT static bool ent_unmarked(const struct tab *t, struct tab_ent *e)
+SK_HOT_SPAN static bool ent_unmarked(const struct tab *t, struct tab_ent *e)
 {
 	for (unsigned w = 0; w < SK_SPAN_USERS / 64; w++) {
 		/* acquire: pairs with the release in the detacher's clear. */
@@ -903,7 +909,7 @@ SK_HOT static bool ent_unmarked(const struct tab *t, struct tab_ent *e)
 
 /* Removed, and no registered user maps it: free it now (the cheap test of
  * the placement and removal paths; collect_ents does the full one). */
-SK_HOT static bool ent_done(const struct tab *t, struct tab_ent *e)
+SK_HOT_SPAN static bool ent_done(const struct tab *t, struct tab_ent *e)
 {
 	return (atomic_load_explicit(&e->flags, memory_order_relaxed) & ENTF_REMOVED) &&
 	       ent_unmarked(t, e);
@@ -912,7 +918,7 @@ SK_HOT static bool ent_done(const struct tab *t, struct tab_ent *e)
 /* Whether entry e may be freed: removed (or gone behind our back) and
  * mapped by no live user. For SysV the kernel also knows: a segment exists
  * until removed and detached everywhere (ipcrm removes without telling us). */
-SK_HOT static bool ent_collectable(struct tab *t, struct tab_ent *e)
+SK_HOT_SPAN static bool ent_collectable(struct tab *t, struct tab_ent *e)
 {
 	for (unsigned w = 0; w < SK_SPAN_USERS / 64; w++) {
 		/* acquire: pairs with the release in the detacher's clear. */
@@ -928,7 +934,7 @@ SK_HOT static bool ent_collectable(struct tab *t, struct tab_ent *e)
 	if (e->kind == SK_SPAN_SYSV) {
 		struct shmid_ds ds;
 		if (raw_shmstat(e->shmid, &ds) != 0)
-			return errno == EINVAL || errno == EIDRM;
+			return SK_ERRNO == EINVAL || SK_ERRNO == EIDRM;
 		return (e->cpid && (uint32_t)ds.shm_cpid != e->cpid) ||
 		       (uint64_t)ds.shm_segsz != e->segsz;
 	}
@@ -1000,12 +1006,12 @@ SK_COLD static int link_tmpfile(int fd, const char *name)
 	sk_fmt_u64(path, n, sizeof path, (uint64_t)fd);
 	if (syscall(SYS_linkat, AT_FDCWD, path, S.dirfd, name, AT_SYMLINK_FOLLOW) == 0)
 		return 0;
-	if (errno == EEXIST)
+	if (SK_ERRNO == EEXIST)
 		return -EEXIST;
 	/* No /proc: AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH, try anyway. */
 	if (syscall(SYS_linkat, fd, "", S.dirfd, name, AT_EMPTY_PATH) == 0)
 		return 0;
-	return -errno;
+	return -SK_ERRNO;
 }
 
 /* Creates the table under no name (O_TMPFILE), fills it, then links it in:
@@ -1015,17 +1021,17 @@ SK_COLD static int create_table(const char *name)
 {
 	int fd = (int)syscall(SYS_openat, S.dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
 	if (fd < 0)
-		return -errno;
+		return -SK_ERRNO;
 	int r;
 	/* Every user of the span shares it, other uids included (the umask
 	 * applies to O_TMPFILE too). */
 	if (syscall(SYS_fchmod, fd, 0666) != 0 || syscall(SYS_ftruncate, fd, (off_t)TAB_SIZE) != 0) {
-		r = -errno;
+		r = -SK_ERRNO;
 		goto out;
 	}
 	struct tab *t = raw_mmap(NULL, TAB_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (t == MAP_FAILED) {
-		r = -errno;
+		r = -SK_ERRNO;
 		goto out;
 	}
 	memcpy(t->magic, TAB_MAGIC, 8);
@@ -1064,7 +1070,7 @@ SK_COLD static void self_ids(void)
  * lock NOT held (it may take the table lock). */
 static int open_table_in_dir(void);
 
-SK_HOT static int open_table(void)
+SK_HOT_SPAN static int open_table(void)
 {
 	if (S.tab)
 		return 0;
@@ -1086,19 +1092,19 @@ SK_COLD static int open_table_in_dir(void)
 		S.dirfd = (int)syscall(SYS_openat, AT_FDCWD, "/dev/shm",
 				       O_PATH | O_DIRECTORY | O_CLOEXEC);
 		if (S.dirfd < 0)
-			return -errno;
+			return -SK_ERRNO;
 	}
 	self_ids();
 	for (int tries = 0; tries < 16; tries++) {
 		int fd = (int)syscall(SYS_openat, S.dirfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-		if (fd < 0 && errno == ENOENT) {
+		if (fd < 0 && SK_ERRNO == ENOENT) {
 			r = create_table(name);
 			if (r < 0 && r != -EEXIST)
 				return r;
 			continue;
 		}
 		if (fd < 0)
-			return -errno;
+			return -SK_ERRNO;
 		struct stat st;
 		if (syscall(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode) ||
 		    (uint64_t)st.st_size != TAB_SIZE) {
@@ -1109,7 +1115,7 @@ SK_COLD static int open_table_in_dir(void)
 		struct tab *t = raw_mmap(NULL, TAB_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		raw_close(fd);
 		if (t == MAP_FAILED)
-			return -errno;
+			return -SK_ERRNO;
 		if (!hdr_valid(t)) {
 			raw_munmap(t, TAB_SIZE);
 			S.broken = true;
@@ -1142,7 +1148,7 @@ SK_COLD static int open_table_in_dir(void)
 
 /* ---- local slots (local lock held) ------------------------------------------ */
 
-SK_HOT static bool local_overlaps(uintptr_t a, uintptr_t e, int except)
+SK_HOT_SPAN static bool local_overlaps(uintptr_t a, uintptr_t e, int except)
 {
 	for (int i = 0; i < S.hwm; i++) {
 		const struct lslot *s = &S.slots[i];
@@ -1153,7 +1159,7 @@ SK_HOT static bool local_overlaps(uintptr_t a, uintptr_t e, int except)
 	return false;
 }
 
-SK_HOT static int slot_new(int state, int kind, uintptr_t a, uintptr_t e, int ent, int shmid)
+SK_HOT_SPAN static int slot_new(int state, int kind, uintptr_t a, uintptr_t e, int ent, int shmid)
 {
 	for (int i = 0; i < SK_SPAN_LOCAL; i++) {
 		struct lslot *s = &S.slots[i];
@@ -1167,7 +1173,7 @@ SK_HOT static int slot_new(int state, int kind, uintptr_t a, uintptr_t e, int en
 	return -ENOSPC;
 }
 
-SK_HOT static bool ent_still_local(int ent)
+SK_HOT_SPAN static bool ent_still_local(int ent)
 {
 	for (int i = 0; i < S.hwm; i++)
 		if (S.slots[i].state != L_FREE && S.slots[i].ent == ent)
@@ -1176,7 +1182,7 @@ SK_HOT static bool ent_still_local(int ent)
 }
 
 /* The last local mapping of an entry went: clear our mark. */
-SK_HOT static void ent_unmark(int ent)
+SK_HOT_SPAN static void ent_unmark(int ent)
 {
 	if (ent < 0 || !S.tab || S.user < 0 || ent_still_local(ent))
 		return;
@@ -1192,7 +1198,7 @@ SK_HOT static void ent_unmark(int ent)
 }
 
 /* The kernel no longer maps [a, e): trim the slots. */
-SK_HOT static void slots_cut(uintptr_t a, uintptr_t e, int except)
+SK_HOT_SPAN static void slots_cut(uintptr_t a, uintptr_t e, int except)
 {
 	for (int i = 0; i < S.hwm; i++) {
 		struct lslot *s = &S.slots[i];
@@ -1239,7 +1245,7 @@ SK_HOT static void slots_cut(uintptr_t a, uintptr_t e, int except)
  * -EEXIST if something else was mapped there: then the slot stays as a
  * foreign mapping, which nothing of ours maps over (until the program
  * unmaps it through munmap). */
-SK_HOT static int hole_fill(struct lslot *s)
+SK_HOT_SPAN static int hole_fill(struct lslot *s)
 {
 	size_t l = s->end - s->start;
 	void *m = reserve_at(s->start, l, MAP_FIXED_NOREPLACE);
@@ -1256,7 +1262,7 @@ SK_HOT static int hole_fill(struct lslot *s)
 
 /* Fills every hole overlapping [a, e) but `except`. Returns 0, or -EEXIST
  * if one of them was taken. */
-SK_HOT static int holes_fill(uintptr_t a, uintptr_t e, int except)
+SK_HOT_SPAN static int holes_fill(uintptr_t a, uintptr_t e, int except)
 {
 	int r = 0;
 	for (int i = 0; i < S.hwm; i++) {
@@ -1270,7 +1276,7 @@ SK_HOT static int holes_fill(uintptr_t a, uintptr_t e, int except)
 
 /* The kernel no longer maps slot s, which we unmapped whole: keep its range
  * as a hole. */
-SK_HOT static void hole_make(struct lslot *s)
+SK_HOT_SPAN static void hole_make(struct lslot *s)
 {
 	int n = 0, first = -1;
 	for (int i = 0; i < S.hwm; i++)
@@ -1288,7 +1294,7 @@ SK_HOT static void hole_make(struct lslot *s)
 
 /* [a, e) is not ours to keep unmapped any more (reserved again, or the
  * program's): forget the holes there. */
-SK_HOT static void holes_forget(uintptr_t a, uintptr_t e)
+SK_HOT_SPAN static void holes_forget(uintptr_t a, uintptr_t e)
 {
 	for (int i = 0; i < S.hwm; i++) {
 		struct lslot *s = &S.slots[i];
@@ -1299,14 +1305,14 @@ SK_HOT static void holes_forget(uintptr_t a, uintptr_t e)
 
 /* ---- placement ------------------------------------------------------------- */
 
-SK_HOT static uint64_t cache_key(const struct sk_span_key *k)
+SK_HOT_SPAN static uint64_t cache_key(const struct sk_span_key *k)
 {
 	if (k->kind == SK_SPAN_SYSV)
 		return (1ull << 63) | (uint32_t)k->shmid;
 	return mix(k->dev, k->ino) & ~(1ull << 63);
 }
 
-SK_HOT static bool ent_matches(const struct tab_ent *e, const struct sk_span_key *k)
+SK_HOT_SPAN static bool ent_matches(const struct tab_ent *e, const struct sk_span_key *k)
 {
 	if (e->state != ENT_USED || e->kind != (uint32_t)k->kind)
 		return false;
@@ -1319,10 +1325,10 @@ SK_HOT static bool ent_matches(const struct tab_ent *e, const struct sk_span_key
 
 /* ---- the mirror (table locked): see struct mirror ------------------------ */
 
-SK_HOT static int64_t coarse_s(void)
+SK_HOT_SPAN static int64_t coarse_s(void)
 {
 	struct timespec ts;
-	if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+	if (sk_clock(CLOCK_MONOTONIC_COARSE, &ts) != 0)
 		return 0;
 	return (int64_t)ts.tv_sec;
 }
@@ -1345,7 +1351,7 @@ SK_COLD static void gc_due(struct tab *t)
 		mir_build(t);
 }
 
-SK_HOT static uint64_t lba_up(uint64_t v)
+SK_HOT_SPAN static uint64_t lba_up(uint64_t v)
 {
 	return (v + S.shmlba - 1) & ~(S.shmlba - 1);
 }
@@ -1357,18 +1363,18 @@ static uint64_t ent_key(const struct tab_ent *e)
 	return cache_key(&k);
 }
 
-SK_HOT static bool mir_current(const struct tab *t)
+SK_HOT_SPAN static bool mir_current(const struct tab *t)
 {
 	return S.mir.tab == t && S.mir.gen == t->gen;
 }
 
-SK_HOT static bool mir_has(int idx)
+SK_HOT_SPAN static bool mir_has(int idx)
 {
 	return S.mir.used[idx / 64] & (1ull << (idx % 64));
 }
 
 /* The first range whose offset is >= off. */
-SK_HOT static int mir_lower(uint64_t off)
+SK_HOT_SPAN static int mir_lower(uint64_t off)
 {
 	int a = 0, b = S.mir.n;
 	while (a < b) {
@@ -1382,7 +1388,7 @@ SK_HOT static int mir_lower(uint64_t off)
 }
 
 /* The covered prefix now ends before range p (it was changed there). */
-SK_HOT static void mir_cut_prefix(int p)
+SK_HOT_SPAN static void mir_cut_prefix(int p)
 {
 	struct mirror *m = &S.mir;
 	if (p >= m->lo)
@@ -1392,7 +1398,7 @@ SK_HOT static void mir_cut_prefix(int p)
 }
 
 /* Entry idx (valid, used) into the key index; not into the ranges. */
-SK_HOT static void mir_index(const struct tab *t, int idx)
+SK_HOT_SPAN static void mir_index(const struct tab *t, int idx)
 {
 	struct mirror *m = &S.mir;
 	const struct tab_ent *e = &t->ents[idx];
@@ -1404,7 +1410,7 @@ SK_HOT static void mir_index(const struct tab *t, int idx)
 }
 
 /* Takes entry idx out of its key's hash chain. */
-SK_HOT static void mir_unchain(int idx)
+SK_HOT_SPAN static void mir_unchain(int idx)
 {
 	struct mirror *m = &S.mir;
 	int16_t *l = &m->head[m->e[idx].key % MIR_BUCKETS];
@@ -1414,7 +1420,7 @@ SK_HOT static void mir_unchain(int idx)
 		*l = m->e[idx].next;
 }
 
-SK_HOT static void mir_add(const struct tab *t, int idx)
+SK_HOT_SPAN static void mir_add(const struct tab *t, int idx)
 {
 	struct mirror *m = &S.mir;
 	if (mir_has(idx))
@@ -1428,7 +1434,7 @@ SK_HOT static void mir_add(const struct tab *t, int idx)
 	mir_index(t, idx);
 }
 
-SK_HOT static void mir_del(const struct tab *t, int idx)
+SK_HOT_SPAN static void mir_del(const struct tab *t, int idx)
 {
 	struct mirror *m = &S.mir;
 	if (m->tab != t || idx < 0 || idx >= SK_SPAN_ENTS || !mir_has(idx))
@@ -1447,7 +1453,7 @@ SK_HOT static void mir_del(const struct tab *t, int idx)
 
 /* Entry idx got a new identity over the same range (a reused spare): only
  * its hash chain changes, not the ranges. */
-SK_HOT static void mir_rekey(const struct tab *t, int idx)
+SK_HOT_SPAN static void mir_rekey(const struct tab *t, int idx)
 {
 	mir_unchain(idx);
 	mir_index(t, idx);
@@ -1496,7 +1502,7 @@ SK_COLD static void mir_build(struct tab *t)
 
 /* Finds the entry of k; table locked. Checks the entry it returns. A key
  * the (current) mirror does not know has no entry: no scan. */
-SK_HOT static int find_ent(struct tab *t, const struct sk_span_key *k)
+SK_HOT_SPAN static int find_ent(struct tab *t, const struct sk_span_key *k)
 {
 	uint64_t key = cache_key(k);
 	struct cache_ent *c = &S.cache[key % SK_ARRAY_SIZE(S.cache)];
@@ -1540,7 +1546,7 @@ SK_HOT static int find_ent(struct tab *t, const struct sk_span_key *k)
 /* First fit over the table's placements (the mirror's ranges, after the
  * prefix known to be full) and what this process mapped in the span (both:
  * the slot must be free here and everywhere). Mirror current for t. */
-SK_HOT static int mir_fit(const struct tab *t, uint64_t need, uint64_t *off)
+SK_HOT_SPAN static int mir_fit(const struct tab *t, uint64_t need, uint64_t *off)
 {
 	struct mirror *m = &S.mir;
 	while (m->lo < m->n && m->r[m->lo].off <= m->lo_end) {
@@ -1581,7 +1587,7 @@ SK_HOT static int mir_fit(const struct tab *t, uint64_t need, uint64_t *off)
 /* A free entry: the first below hwm that is free in the mirror and in the
  * table, else hwm itself (raised before the entry is written, so a holder
  * killed halfway leaves it inside hwm where the repair finds it). */
-SK_HOT static int mir_free_ent(struct tab *t)
+SK_HOT_SPAN static int mir_free_ent(struct tab *t)
 {
 	unsigned h = ents_hwm(t);
 	for (unsigned w = 0; w * 64 < h; w++)
@@ -1601,7 +1607,7 @@ SK_HOT static int mir_free_ent(struct tab *t)
 /* Whether entry i is still the spare we kept: nobody freed or reused it
  * since (gen), its range is the one our mirror checked when it read the
  * entry (all a reuse keeps of it), and it is still done. Table locked. */
-SK_HOT static bool spare_ours(struct tab *t, int i)
+SK_HOT_SPAN static bool spare_ours(struct tab *t, int i)
 {
 	struct tab_ent *e = &t->ents[i];
 	const struct mir_ent *m = &S.mir.e[i];
@@ -1611,7 +1617,7 @@ SK_HOT static bool spare_ours(struct tab *t, int i)
 }
 
 /* Frees the spare if it is still ours. Table locked. */
-SK_HOT static void spare_drop(struct tab *t)
+SK_HOT_SPAN static void spare_drop(struct tab *t)
 {
 	int i = S.spare - 1;
 	S.spare = 0;
@@ -1629,7 +1635,7 @@ SK_HOT static void spare_drop(struct tab *t)
  * that someone still maps; anyone may collect it (mir_build frees done
  * entries), which the generation check sees. One spare: an older one is
  * freed. Table locked. */
-SK_HOT static void ent_retire(struct tab *t, int idx)
+SK_HOT_SPAN static void ent_retire(struct tab *t, int idx)
 {
 	if (S.spare && S.spare - 1 != idx)
 		spare_drop(t);
@@ -1639,7 +1645,7 @@ SK_HOT static void ent_retire(struct tab *t, int idx)
 
 /* The spare, if it is still ours and its range is `need` long; else frees it
  * (if ours) and returns -1. Table locked, mirror current. */
-SK_HOT static int spare_take(struct tab *t, uint64_t need)
+SK_HOT_SPAN static int spare_take(struct tab *t, uint64_t need)
 {
 	int i = S.spare - 1;
 	if (i < 0)
@@ -1661,7 +1667,7 @@ SK_HOT static int spare_take(struct tab *t, uint64_t need)
 	return i;
 }
 
-SK_HOT static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
+SK_HOT_SPAN static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t len,
 		     uint32_t cpid)
 {
 	uint64_t need = lba_up(len), off;
@@ -1745,8 +1751,8 @@ SK_HOT static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t
 	e->state = ENT_USED;
 	/* A holder killed here leaves an entry whose checksum is wrong: the
 	 * next locker's repair drops it (tests/span_table.c). */
-	if (sk_unlikely(sk_span_test_midupdate != NULL))
-		sk_span_test_midupdate();
+	if (sk_unlikely(S.midupdate != NULL))
+		S.midupdate();
 	e->check = ent_sum(e);
 	/* We were current before the bump: still current after it. */
 	if (reused)
@@ -1759,13 +1765,13 @@ SK_HOT static int alloc_ent(struct tab *t, const struct sk_span_key *k, uint64_t
 
 /* Marks entry idx as mapped by us (relaxed: the table lock, or the local
  * lock for the clear, orders it against collectors). */
-SK_HOT static void ent_mark(struct tab *t, int idx)
+SK_HOT_SPAN static void ent_mark(struct tab *t, int idx)
 {
 	atomic_fetch_or_explicit(&t->ents[idx].attached[S.user / 64], 1ull << (S.user % 64),
 				 memory_order_relaxed);
 }
 
-SK_HOT static int place_locked(struct tab *t, const struct sk_span_key *k, size_t len,
+SK_HOT_SPAN static int place_locked(struct tab *t, const struct sk_span_key *k, size_t len,
 			uint64_t off, uint64_t *slot_off, uint64_t *slot_len, int *idx_out)
 {
 	struct cache_ent *c = &S.cache[cache_key(k) % SK_ARRAY_SIZE(S.cache)];
@@ -1784,7 +1790,7 @@ SK_HOT static int place_locked(struct tab *t, const struct sk_span_key *k, size_
 			 * (the only syscall here, and only then). */
 			struct shmid_ds ds;
 			if (raw_shmstat(k->shmid, &ds) != 0)
-				return -errno;
+				return -SK_ERRNO;
 			size = (uint64_t)ds.shm_segsz;
 			cpid = (uint32_t)ds.shm_cpid;
 		}
@@ -1804,7 +1810,7 @@ SK_HOT static int place_locked(struct tab *t, const struct sk_span_key *k, size_
 		if (idx < 0 && size == 0) {
 			struct shmid_ds ds;
 			if (raw_shmstat(k->shmid, &ds) != 0)
-				return -errno;
+				return -SK_ERRNO;
 			size = (uint64_t)ds.shm_segsz;
 			cpid = (uint32_t)ds.shm_cpid;
 		}
@@ -1834,7 +1840,7 @@ SK_HOT static int place_locked(struct tab *t, const struct sk_span_key *k, size_
 }
 
 /* Whether this process maps SysV segment shmid at a placement of its own. */
-SK_HOT static bool sysv_mapped_here(int shmid)
+SK_HOT_SPAN static bool sysv_mapped_here(int shmid)
 {
 	bool found = false;
 	llock();
@@ -1845,7 +1851,7 @@ SK_HOT static bool sysv_mapped_here(int shmid)
 	return found;
 }
 
-SK_HOT static int usable(void)
+SK_HOT_SPAN static int usable(void)
 {
 	if (S.cfg.off || !S.inited)
 		return -ENODEV;
@@ -1854,7 +1860,7 @@ SK_HOT static int usable(void)
 	return 0;
 }
 
-SK_HOT int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t off,
+SK_HOT_SPAN int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t off,
 		  struct sk_span_ticket *tk, void **addr)
 {
 	tk->slot = -1;
@@ -1864,7 +1870,7 @@ SK_HOT int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t off,
 		return r;
 	if ((r = enter()) < 0)
 		return r;
-	int saved = errno;
+	int saved = SK_ERRNO;
 	if (k->kind == SK_SPAN_POSIX && (!k->name || !k->name[0] || strlen(k->name) >= SK_NAME_MAX - 8 ||
 					 off % S.shmlba || len == 0)) {
 		r = -EINVAL;
@@ -1913,7 +1919,7 @@ SK_HOT int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t off,
 		 * (diff_transparency); into a hole the kernel refuses it. */
 		if (raw_munmap((void *)a, slen) != 0) {
 			S.slots[r].state = L_FREE;
-			r = -errno;
+			r = -SK_ERRNO;
 		} else {
 			S.slots[r].hole = true;
 			tk->slot = r;
@@ -1927,11 +1933,11 @@ SK_HOT int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t off,
 	lunlock();
 out:
 	leave();
-	errno = saved;
+	SK_ERRNO = saved;
 	return r;
 }
 
-SK_HOT void sk_span_commit(struct sk_span_ticket *tk, bool ok)
+SK_HOT_SPAN void sk_span_commit(struct sk_span_ticket *tk, bool ok)
 {
 	if (tk->slot < 0)
 		return;
@@ -1963,7 +1969,7 @@ SK_HOT void sk_span_commit(struct sk_span_ticket *tk, bool ok)
 	tk->slot = -1;
 }
 
-SK_HOT int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_t len,
+SK_HOT_SPAN int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_t len,
 		     bool forced, struct sk_span_ticket *tk, int *extra)
 {
 	tk->slot = -1;
@@ -1974,7 +1980,7 @@ SK_HOT int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_
 		return r == -EADDRNOTAVAIL ? -ENODEV : r;
 	if ((r = enter()) < 0)
 		return r;
-	int saved = errno;
+	int saved = SK_ERRNO;
 	int kind = k ? k->kind : SK_SPAN_ANON;
 	uintptr_t a = (uintptr_t)addr;
 	struct shmid_ds ds;
@@ -2052,13 +2058,13 @@ SK_HOT int sk_span_explicit(const struct sk_span_key *k, const void *addr, size_
 	lunlock();
 out:
 	leave();
-	errno = saved;
+	SK_ERRNO = saved;
 	return r;
 }
 
 /* ---- detach ------------------------------------------------------------------ */
 
-SK_HOT int sk_span_unmap(const void *addr, size_t len, int how, int *shmid)
+SK_HOT_SPAN int sk_span_unmap(const void *addr, size_t len, int how, int *shmid)
 {
 	uintptr_t a = (uintptr_t)addr;
 	if (sk_span_g.base == 0)
@@ -2068,7 +2074,7 @@ SK_HOT int sk_span_unmap(const void *addr, size_t len, int how, int *shmid)
 	int r = enter();
 	if (r < 0)
 		return r;
-	int saved = errno;
+	int saved = SK_ERRNO;
 	llock();
 	uintptr_t e;
 	int found = -1;
@@ -2087,7 +2093,7 @@ SK_HOT int sk_span_unmap(const void *addr, size_t len, int how, int *shmid)
 		/* The kernel's own shmdt, leaving a hole (see "holes"). */
 		if (a >= sk_span_g.base && e <= sk_span_g.end) {
 			if (syscall(SYS_shmdt, (void *)a) != 0) {
-				r = -errno;
+				r = -SK_ERRNO;
 				goto out;
 			}
 			hole_make(&S.slots[found]);
@@ -2111,7 +2117,7 @@ SK_HOT int sk_span_unmap(const void *addr, size_t len, int how, int *shmid)
 			    a < sk_span_g.base || e > sk_span_g.end)
 				continue;
 			if (raw_munmap((void *)a, e - a) != 0) {
-				r = -errno;
+				r = -SK_ERRNO;
 				goto out;
 			}
 			hole_make(s);
@@ -2133,7 +2139,7 @@ SK_HOT int sk_span_unmap(const void *addr, size_t len, int how, int *shmid)
 		 * from 1.21 to 1.02 x off (bench/span.sh 11 20000 3000 400). */
 		if (raw_mmap((void *)ia, ie - ia, PROT_NONE,
 			     MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
-			r = -errno;
+			r = -SK_ERRNO;
 			goto out;
 		}
 		if (a < ia)
@@ -2148,11 +2154,11 @@ SK_HOT int sk_span_unmap(const void *addr, size_t len, int how, int *shmid)
 out:
 	lunlock();
 	leave();
-	errno = saved;
+	SK_ERRNO = saved;
 	return r;
 }
 
-SK_HOT void sk_span_taken(const void *addr, size_t len)
+SK_HOT_SPAN void sk_span_taken(const void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr, e = a + (len ? len : 1);
 	if (sk_span_g.base == 0 || e < a || enter() < 0)
@@ -2171,7 +2177,7 @@ SK_HOT void sk_span_taken(const void *addr, size_t len)
 	leave();
 }
 
-SK_HOT int sk_span_rereserve(const void *addr, size_t len)
+SK_HOT_SPAN int sk_span_rereserve(const void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr, e = a + len;
 	if (sk_span_g.base == 0 || len == 0 || e < a)
@@ -2184,10 +2190,10 @@ SK_HOT int sk_span_rereserve(const void *addr, size_t len)
 	e &= ~(uintptr_t)(S.shmlba - 1);
 	if (a >= e)
 		return -EINVAL;
-	int saved = errno, r = 0;
+	int saved = SK_ERRNO, r = 0;
 	void *m = reserve_at(a, e - a, MAP_FIXED_NOREPLACE);
 	if (m == MAP_FAILED)
-		r = -errno;
+		r = -SK_ERRNO;
 	else if ((uintptr_t)m != a) {
 		raw_munmap(m, e - a);
 		r = -EEXIST;
@@ -2197,7 +2203,7 @@ SK_HOT int sk_span_rereserve(const void *addr, size_t len)
 		lunlock();
 		leave();
 	}
-	errno = saved;
+	SK_ERRNO = saved;
 	return r;
 }
 
@@ -2205,7 +2211,7 @@ SK_HOT int sk_span_rereserve(const void *addr, size_t len)
  * nowhere, else the next placement collects it once the last mapping went
  * (mir_build, collect_ents). No syscall unless another user marks it mapped.
  * Table locked. */
-SK_HOT static void removed_locked(struct tab *t, const struct sk_span_key *k)
+SK_HOT_SPAN static void removed_locked(struct tab *t, const struct sk_span_key *k)
 {
 	int idx = find_ent(t, k);
 	if (idx < 0)
@@ -2224,7 +2230,7 @@ SK_HOT static void removed_locked(struct tab *t, const struct sk_span_key *k)
 
 /* Tells the table the SysV removals queued by sk_span_removed. Table
  * locked (tab_lock calls it), local lock not held. */
-SK_HOT static void pend_flush(struct tab *t)
+SK_HOT_SPAN static void pend_flush(struct tab *t)
 {
 	int ids[SK_ARRAY_SIZE(S.pend)], n;
 	llock();
@@ -2244,11 +2250,11 @@ SK_HOT static void pend_flush(struct tab *t)
  * if still attached; a process that dies with removals queued leaves
  * entries whose segments are gone, which collect_ents frees. POSIX
  * removals carry a name and are told at once. */
-SK_HOT void sk_span_removed(const struct sk_span_key *k)
+SK_HOT_SPAN void sk_span_removed(const struct sk_span_key *k)
 {
 	if (!S.tab || enter() < 0)
 		return;
-	int saved = errno;
+	int saved = SK_ERRNO;
 	bool queued = false;
 	if (k->kind == SK_SPAN_SYSV) {
 		llock();
@@ -2264,7 +2270,7 @@ SK_HOT void sk_span_removed(const struct sk_span_key *k)
 		tab_unlock(S.tab);
 	}
 	leave();
-	errno = saved;
+	SK_ERRNO = saved;
 }
 
 void sk_span_flush(void)
@@ -2275,13 +2281,13 @@ void sk_span_flush(void)
 		return;   /* nothing queued, or a vfork child on our memory */
 	if (enter() < 0)
 		return;
-	int saved = errno;
+	int saved = SK_ERRNO;
 	if (tab_lock(S.tab) == 0) {   /* tells the queue */
 		spare_drop(S.tab);    /* this image keeps nothing for later */
 		tab_unlock(S.tab);
 	}
 	leave();
-	errno = saved;
+	SK_ERRNO = saved;
 }
 
 int sk_span_gc(void)
@@ -2291,14 +2297,14 @@ int sk_span_gc(void)
 	int r = enter();
 	if (r < 0)
 		return r;
-	int saved = errno;
+	int saved = SK_ERRNO;
 	if ((r = tab_lock(S.tab)) == 0) {
 		collect_users(S.tab);
 		r = collect_ents(S.tab, false);
 		tab_unlock(S.tab);
 	}
 	leave();
-	errno = saved;
+	SK_ERRNO = saved;
 	return r;
 }
 
@@ -2329,7 +2335,7 @@ void sk_span_fini(void)
 {
 	if (!S.tab || enter() < 0)
 		return;
-	int saved = errno;
+	int saved = SK_ERRNO;
 	char name[128];
 	if (sk_span_table_name(&S.cfg, name, sizeof name) > 0 && tab_lock(S.tab) == 0) {
 		spare_drop(S.tab);
@@ -2340,20 +2346,20 @@ void sk_span_fini(void)
 	S.tab = NULL;
 	S.mir.tab = NULL;
 	leave();
-	errno = saved;
+	SK_ERRNO = saved;
 }
 
 int sk_span_table_collect(const char *name)
 {
-	int saved = errno, r;
+	int saved = SK_ERRNO, r;
 	int dfd = (int)syscall(SYS_openat, AT_FDCWD, "/dev/shm", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return -errno;
+		return -SK_ERRNO;
 	int fd = (int)syscall(SYS_openat, dfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
-		r = -errno;
+		r = -SK_ERRNO;
 		raw_close(dfd);
-		errno = saved;
+		SK_ERRNO = saved;
 		return r;
 	}
 	struct stat st;
@@ -2363,7 +2369,7 @@ int sk_span_table_collect(const char *name)
 	raw_close(fd);
 	if (t == MAP_FAILED) {
 		raw_close(dfd);
-		errno = saved;
+		SK_ERRNO = saved;
 		return -EBADMSG;
 	}
 	/* Borrow the process state for the checks (shmlba, span, our pid). */
@@ -2386,7 +2392,7 @@ int sk_span_table_collect(const char *name)
 	S.user = keep_user;
 	raw_munmap(t, TAB_SIZE);
 	raw_close(dfd);
-	errno = saved;
+	SK_ERRNO = saved;
 	return r;
 }
 

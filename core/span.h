@@ -362,9 +362,9 @@ struct sk_span_stats {
  * its size, or one nobody collected yet). Returns: 0, -ENOENT (none open). */
 int sk_span_stats(struct sk_span_stats *st);
 
-/* Test hook: called with the table locked halfway through writing a new
- * entry (so that a test can kill the process there). NULL normally. */
-extern void (*sk_span_test_midupdate)(void) SK_HIDDEN;
+/* Test hook: fn is called with the table locked halfway through writing a
+ * new entry (so that a test can kill the process there). NULL normally. */
+SK_HIDDEN void sk_span_test_midupdate(void (*fn)(void));
 
 /* Test hook: the lock word of the table this process uses (NULL when none
  * is open), so that a test can forge or inspect it. */

@@ -1,3 +1,4 @@
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -11,6 +12,32 @@
 /* gettid costs a syscall (~1 us on these machines, LESSONS.md); a thread
  * asks once. */
 SK_TLS pid_t sk_tid_cache;
+
+SK_HOTDATA sk_vdso_gettime_fn sk_vdso_gettime;
+SK_TLS int *sk_errno_at;
+
+#if defined(__x86_64__) || defined(__i386__)
+#define SK_VDSO_GETTIME "__vdso_clock_gettime", "LINUX_2.6"
+#elif defined(__aarch64__)
+#define SK_VDSO_GETTIME "__kernel_clock_gettime", "LINUX_2.6.39"
+#endif
+
+void sk_clock_init(void)
+{
+#ifdef SK_VDSO_GETTIME
+	/* glibc lists the vDSO among the loaded objects by this name */
+	void *h = dlopen("linux-vdso.so.1", RTLD_LAZY | RTLD_NOLOAD);
+	struct timespec ts;
+
+	if (!h)
+		return;
+	void *f = dlvsym(h, SK_VDSO_GETTIME);
+	/* relaxed: see sk_clock; used only if it answers */
+	if (f && ((sk_vdso_gettime_fn)f)(CLOCK_MONOTONIC, &ts) == 0)
+		__atomic_store_n(&sk_vdso_gettime, (sk_vdso_gettime_fn)f, __ATOMIC_RELAXED);
+	dlclose(h);
+#endif
+}
 
 pid_t sk_tid_slow(void)
 {

@@ -2,6 +2,7 @@
 #ifndef SHMK_UTIL_H
 #define SHMK_UTIL_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -9,13 +10,47 @@
 
 #include "core/compiler.h"
 
+/* clock_gettime straight into the vDSO, once sk_clock_init found it: glibc's
+ * clock_gettime reaches the same code through its own text page, its GOT
+ * and the loader's data, three pages that every record paid a page walk for
+ * after each syscall (see SK_HOT). NULL before then, under valgrind (no
+ * vDSO) and on architectures we do not know the symbol for: clock_gettime. */
+typedef int (*sk_vdso_gettime_fn)(clockid_t, struct timespec *);
+extern sk_vdso_gettime_fn sk_vdso_gettime SK_HIDDEN;
+void sk_clock_init(void);
+static inline int sk_clock(clockid_t clk, struct timespec *ts)
+{
+	/* relaxed: a word set once; a thread that still sees NULL uses libc */
+	sk_vdso_gettime_fn f = __atomic_load_n(&sk_vdso_gettime, __ATOMIC_RELAXED);
+
+	if (sk_likely(f != NULL) && f(clk, ts) == 0)
+		return 0;
+	return clock_gettime(clk, ts);
+}
+
 /* CLOCK_MONOTONIC in nanoseconds (vDSO, ~26 ns). */
 static inline uint64_t sk_now_mono(void)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sk_clock(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+/* The calling thread's errno, without a call into libc on every use
+ * (__errno_location is one more libc page after each syscall): its address,
+ * asked once per thread and kept in our TLS. Correct for any thread, even
+ * one made by a raw clone that shares its parent's TLS, since the address
+ * is the one __errno_location returns for the same thread pointer. */
+extern SK_TLS int *sk_errno_at SK_HIDDEN;
+static inline int *sk_errno_p(void)
+{
+	int *p = sk_errno_at;
+
+	if (sk_unlikely(p == NULL))
+		p = sk_errno_at = __errno_location();
+	return p;
+}
+#define SK_ERRNO (*sk_errno_p())
 
 /* The calling thread's id, cached per thread (gettid is a syscall, ~1 us
  * here); inline: the record path asks several times a call. */

@@ -55,15 +55,15 @@ static void record_unmapped(const struct sk_attach *p, int n, unsigned extra)
 	}
 }
 
-SK_HOT SK_EXPORT int shm_open(const char *name, int oflag, mode_t mode)
+SK_HOT_POSIX SK_EXPORT int shm_open(const char *name, int oflag, mode_t mode)
 {
 	if (sk_unlikely(!REAL(shm_open))) {
-		errno = ENOSYS;
+		SK_ERRNO = ENOSYS;
 		return -1;
 	}
 	struct timespec t0 = { 0, 0 };
 	if (oflag & O_CREAT)
-		clock_gettime(CLOCK_REALTIME_COARSE, &t0);  /* the clock file times use */
+		sk_clock(CLOCK_REALTIME_COARSE, &t0);  /* the clock file times use */
 	int fd = sk_real.shm_open(name, oflag, mode);
 	if (!sk_on())
 		return fd;
@@ -101,17 +101,17 @@ SK_HOT SK_EXPORT int shm_open(const char *name, int oflag, mode_t mode)
 	return fd;
 }
 
-SK_HOT SK_EXPORT int shm_unlink(const char *name)
+SK_HOT_POSIX SK_EXPORT int shm_unlink(const char *name)
 {
 	if (sk_unlikely(!REAL(shm_unlink))) {
-		errno = ENOSYS;
+		SK_ERRNO = ENOSYS;
 		return -1;
 	}
 	if (!sk_on())
 		return sk_real.shm_unlink(name);
 	char cn[SK_NAME_MAX], path[SK_NAME_MAX + 16];
 	struct stat st;
-	int saved = errno, have = 0;
+	int saved = SK_ERRNO, have = 0;
 	if (name && strlen(name) < SK_NAME_MAX) {
 		/* Which object the name meant: the report tells apart two
 		 * objects that had the same name at different times. */
@@ -119,7 +119,7 @@ SK_HOT SK_EXPORT int shm_unlink(const char *name)
 		sk_fmt_str(path, sk_fmt_str(path, 0, sizeof path, "/dev/shm"), sizeof path, cn);
 		have = fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0;
 	}
-	errno = saved;
+	SK_ERRNO = saved;
 	int ret = sk_real.shm_unlink(name);
 	SK_ENTER();
 	if (ret < 0) {
@@ -149,7 +149,7 @@ static void *mmap_span(void *addr, size_t len, int prot, int flags, int fd, off_
 	struct sk_span_key k = { .kind = SK_SPAN_POSIX };
 	struct sk_span_ticket t;
 	char name[256];
-	int saved = errno, have = 0, type = flags & MAP_TYPE;
+	int saved = SK_ERRNO, have = 0, type = flags & MAP_TYPE;
 	int fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE);
 	void *ret;
 	*why = 0;
@@ -165,7 +165,7 @@ static void *mmap_span(void *addr, size_t len, int prot, int flags, int fd, off_
 		void *a;
 		*r = sk_span_place(&k, len, (uint64_t)off, &t, &a);
 		if (*r == 0) {
-			errno = saved;
+			SK_ERRNO = saved;
 			/* Over the reservation, or into a hole of ours
 			 * without replacing anything (core/span.c). */
 			ret = REAL(mmap)(a, len, prot,
@@ -185,31 +185,31 @@ static void *mmap_span(void *addr, size_t len, int prot, int flags, int fd, off_
 			if (sk_span_policy() == SK_SPAN_STRICT) {
 				/* A hole of ours that something else took: the
 				 * program asked for no address, so not EEXIST. */
-				if (t.hole && errno == EEXIST)
-					errno = sk_span_strict_errno(SK_SPAN_POSIX, flags);
+				if (t.hole && SK_ERRNO == EEXIST)
+					SK_ERRNO = sk_span_strict_errno(SK_SPAN_POSIX, flags);
 				return ret;
 			}
-			errno = saved;
+			SK_ERRNO = saved;
 			ret = REAL(mmap)(addr, len, prot, flags, fd, off);
 			if (ret != MAP_FAILED)
 				*why = SK_W_SPAN_FULL;
 			return ret;
 		}
 		if (*r == -ENODEV || *r == -EDEADLK || *r == -EINVAL) {
-			errno = saved;
+			SK_ERRNO = saved;
 			return REAL(mmap)(addr, len, prot, flags, fd, off);
 		}
 		if (sk_span_policy() == SK_SPAN_STRICT) {
 			*why = SK_W_PLACE_REFUSED;
-			errno = sk_span_strict_errno(SK_SPAN_POSIX, flags);
+			SK_ERRNO = sk_span_strict_errno(SK_SPAN_POSIX, flags);
 			return MAP_FAILED;
 		}
 		*why = SK_W_SPAN_FULL;
-		errno = saved;
+		SK_ERRNO = saved;
 		return REAL(mmap)(addr, len, prot, flags, fd, off);
 	}
 	if (!fixed || !sk_span_overlaps(addr, len)) {
-		errno = saved;
+		SK_ERRNO = saved;
 		return REAL(mmap)(addr, len, prot, flags, fd, off);
 	}
 	int extra = 0;
@@ -220,10 +220,10 @@ static void *mmap_span(void *addr, size_t len, int prot, int flags, int fd, off_
 			      (flags & MAP_FIXED) && !(flags & MAP_FIXED_NOREPLACE), &t, &extra);
 	if (*r == -EPERM) {
 		*why = SK_W_PLACE_REFUSED;
-		errno = sk_span_strict_errno(SK_SPAN_POSIX, flags);
+		SK_ERRNO = sk_span_strict_errno(SK_SPAN_POSIX, flags);
 		return MAP_FAILED;
 	}
-	errno = saved;
+	SK_ERRNO = saved;
 	if (*r < 0)
 		return REAL(mmap)(addr, len, prot, flags, fd, off);
 	int fl = flags;
@@ -238,7 +238,7 @@ static void *mmap_span(void *addr, size_t len, int prot, int flags, int fd, off_
 	return ret;
 }
 
-SK_HOT SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+SK_HOT_POSIX SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	int shm_fd = !(flags & MAP_ANONYMOUS) && sk_fd_maybe_shm(fd);
 	int over = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) &&
@@ -255,7 +255,7 @@ SK_HOT SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd,
 	unsigned aflags = 0, why;
 	int r;
 	void *ret = mmap_span(addr, len, prot, flags, fd, off, shm_fd, &aflags, &why, &r);
-	int sk_errno_ = errno;
+	int sk_errno_ = SK_ERRNO;
 	/* The kernel's own address in the span: one of our holes. */
 	if (ret != MAP_FAILED && !(aflags & SK_F_PLACED) &&
 	    !(flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && sk_span_overlaps(ret, len))
@@ -298,19 +298,19 @@ SK_HOT SK_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd,
 }
 SK_EXPORT void *mmap64(void *, size_t, int, int, int, off_t) __attribute__((alias("mmap")));
 
-SK_HOT SK_EXPORT int munmap(void *addr, size_t len)
+SK_HOT_POSIX SK_EXPORT int munmap(void *addr, size_t len)
 {
 	if (sk_likely(!sk_att_maybe((uint64_t)addr, len) && !sk_span_overlaps(addr, len)))
 		return REAL(munmap)(addr, len);
 	if (!sk_on())
 		return REAL(munmap)(addr, len);
-	int saved = errno, ret;
+	int saved = SK_ERRNO, ret;
 	/* Inside the span the reservation goes back over the range in the same
 	 * step as the unmap. */
 	int r = sk_span_overlaps(addr, len) ? sk_span_unmap(addr, len, SK_SPAN_MUNMAP, NULL) : 0;
-	errno = saved;
+	SK_ERRNO = saved;
 	ret = r == 1 ? 0 : REAL(munmap)(addr, len);
-	int sk_errno_ = errno;
+	int sk_errno_ = SK_ERRNO;
 	if (ret < 0) {
 		sk_count_failed(SK_FN_MUNMAP);
 	} else if (sk_log_ready()) {
@@ -326,7 +326,7 @@ SK_HOT SK_EXPORT int munmap(void *addr, size_t len)
 	return ret;
 }
 
-SK_HOT SK_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+SK_HOT_POSIX SK_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
 {
 	void *new_addr = NULL;
 	if (flags & MREMAP_FIXED) {
@@ -410,7 +410,7 @@ static void record_resize(int fd, int how)
 		sk_ev_resize(dev, ino, fd, (uint64_t)st.st_size, how);
 }
 
-SK_HOT SK_EXPORT int ftruncate(int fd, off_t length)
+SK_HOT_POSIX SK_EXPORT int ftruncate(int fd, off_t length)
 {
 	if (sk_likely(!sk_fd_maybe_shm(fd)))
 		return REAL(ftruncate)(fd, length);
@@ -486,7 +486,7 @@ static int unw_fd(int fd)
 
 static void unw_fds_closed(void)
 {
-	int saved = errno, p[2];
+	int saved = SK_ERRNO, p[2];
 	if (syscall(SYS_pipe2, p, O_CLOEXEC | O_NONBLOCK) == 0) {
 		for (int i = 0; i < 2; i++) {
 			if (p[i] != sk_unw_fd[i]) {
@@ -495,7 +495,7 @@ static void unw_fds_closed(void)
 			}
 		}
 	}
-	errno = saved;
+	SK_ERRNO = saved;
 }
 
 static void unw_fd_taken(void)
@@ -504,7 +504,7 @@ static void unw_fd_taken(void)
 	sk_say("the program took the unwinder's file descriptors: events are recorded without backtraces from now on");
 }
 
-SK_HOT SK_EXPORT int close(int fd)
+SK_HOT_POSIX SK_EXPORT int close(int fd)
 {
 	if (sk_likely(!sk_fd_maybe_shm(fd)) && sk_likely(fd < sk_unw_fd[0]))
 		return REAL(close)(fd);
@@ -552,7 +552,7 @@ SK_EXPORT int pipe2(int fds[2], int flags)
 SK_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
 	if (sk_unlikely(!REAL(close_range))) {
-		errno = ENOSYS;
+		SK_ERRNO = ENOSYS;
 		return -1;
 	}
 	int ret = sk_real.close_range(first, last, flags);
@@ -577,7 +577,7 @@ static void fd_dup(int oldfd, int newfd)
 	}
 }
 
-SK_HOT SK_EXPORT int dup(int oldfd)
+SK_HOT_POSIX SK_EXPORT int dup(int oldfd)
 {
 	if (sk_likely(!sk_fd_maybe_shm(oldfd)))
 		return REAL(dup)(oldfd);
@@ -590,7 +590,7 @@ SK_HOT SK_EXPORT int dup(int oldfd)
 	return ret;
 }
 
-SK_HOT SK_EXPORT int dup2(int oldfd, int newfd)
+SK_HOT_POSIX SK_EXPORT int dup2(int oldfd, int newfd)
 {
 	if (sk_likely(!sk_fd_maybe_shm(oldfd) && !sk_fd_maybe_shm(newfd)) &&
 	    sk_likely(newfd < sk_unw_fd[0]))
@@ -606,7 +606,7 @@ SK_HOT SK_EXPORT int dup2(int oldfd, int newfd)
 	return ret;
 }
 
-SK_HOT SK_EXPORT int dup3(int oldfd, int newfd, int flags)
+SK_HOT_POSIX SK_EXPORT int dup3(int oldfd, int newfd, int flags)
 {
 	if (sk_likely(!sk_fd_maybe_shm(oldfd) && !sk_fd_maybe_shm(newfd)) &&
 	    sk_likely(newfd < sk_unw_fd[0]))
@@ -622,7 +622,7 @@ SK_HOT SK_EXPORT int dup3(int oldfd, int newfd, int flags)
 	return ret;
 }
 
-SK_HOT SK_EXPORT int fcntl(int fd, int cmd, ...)
+SK_HOT_POSIX SK_EXPORT int fcntl(int fd, int cmd, ...)
 {
 	/* As glibc does: the optional argument is read as a pointer-sized
 	 * slot and passed on, whatever its type. */

@@ -26,15 +26,22 @@ SK_HOTDATA int sk_state = SK_UNINIT;
 uint64_t sk_page_size = 4096;
 SK_HOTDATA uint32_t sk_euid;
 
-/* The fields every call reads first (log_state), the buffers last. */
+/* What every call reads (sk_log_state, state.h), with the library's other hot
+ * variables (SK_HOTDATA); in S, after the big tables of .bss, it cost a page
+ * of its own in every call (valgrind lackey, pages touched between two
+ * syscalls). */
+SK_HOTDATA int sk_log_state;
+static struct {
+	pid_t log_opener;         /* tid opening the log, or 0 */
+	pid_t pid;                /* cached: getpid is a syscall */
+} H SK_HOTDATA;
+
+/* The rest, the buffers last. */
 static struct {
 	size_t capacity;
-	int log_state;            /* 0 not tried, 1 open, 2 failed */
-	pid_t log_opener;         /* tid opening the log, or 0 */
 	uint32_t parent_pid;      /* set in a fork child */
 	uint64_t parent_start_ticks;
 	uint64_t image_mono_ns;
-	pid_t pid;                /* cached: getpid is a syscall */
 	pid_t ppid;               /* at image start or fork */
 	uint64_t start_ticks;     /* this process's, once known */
 	uint64_t span_addr, span_size;
@@ -46,7 +53,7 @@ static struct {
 
 pid_t sk_pid(void)
 {
-	return S.pid;
+	return H.pid;
 }
 
 static void copy_args(int argc, char **argv)
@@ -166,7 +173,7 @@ static void do_init(void)
 {
 	S.image_mono_ns = sk_now_mono();
 	sk_say_init();
-	S.pid = getpid();
+	H.pid = getpid();
 	S.ppid = getppid();
 	sk_page_size = getauxval(AT_PAGESZ);
 	if (!sk_page_size)
@@ -186,8 +193,9 @@ static void do_init(void)
 		__atomic_store_n(&sk_state, SK_OFF, __ATOMIC_RELEASE);
 		return;
 	}
+	sk_clock_init();
 	if (!dir || !*dir)
-		S.log_state = 2;
+		sk_log_state = 2;
 	else if (dir[0] != '/') {
 		/* The program may chdir later: keep the absolute path. */
 		if (!getcwd(S.dir, sizeof S.dir - 2))
@@ -226,22 +234,22 @@ int sk_on_slow(void)
 
 static void log_inherited(void);
 
-SK_HOT int sk_log_ready(void)
+int sk_log_ready_slow(void)
 {
-	int ls = __atomic_load_n(&S.log_state, __ATOMIC_ACQUIRE);
+	int ls = __atomic_load_n(&sk_log_state, __ATOMIC_ACQUIRE);
 	if (sk_likely(ls == 1))
 		return 1;
 	if (ls == 2)
 		return 0;
 	pid_t me = sk_tid(), none = 0;
-	while (!__atomic_compare_exchange_n(&S.log_opener, &none, me, 0,
+	while (!__atomic_compare_exchange_n(&H.log_opener, &none, me, 0,
 					    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
 		if (none == me)      /* a signal handler interrupted our own open */
 			return sk_log_staging();
 		none = 0;
 		sched_yield();
 	}
-	ls = __atomic_load_n(&S.log_state, __ATOMIC_ACQUIRE);
+	ls = __atomic_load_n(&sk_log_state, __ATOMIC_ACQUIRE);
 	if (ls == 0) {
 		sk_log_stage_begin();
 		const char *why = dir_problem(S.dir);
@@ -273,14 +281,14 @@ SK_HOT int sk_log_ready(void)
 		/* What a handler recorded meanwhile goes in now (or is
 		 * dropped with the log). */
 		sk_log_stage_end();
-		__atomic_store_n(&S.log_state, ls, __ATOMIC_RELEASE);
+		__atomic_store_n(&sk_log_state, ls, __ATOMIC_RELEASE);
 		if (ls == 1 && S.parent_pid)
 			log_inherited();  /* attachments that came through fork */
 		if (ls == 1 && span_taken)
 			sk_ev_warn(SK_W_SPAN_TAKEN, (int64_t)S.span_addr, (int64_t)S.span_size,
 				   "the span's address range was taken at start-up");
 	}
-	__atomic_store_n(&S.log_opener, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&H.log_opener, 0, __ATOMIC_RELEASE);
 	return ls == 1;
 }
 
@@ -321,14 +329,14 @@ void sk_child_after_fork(void)
 	/* The parent's pid and start time name it in the child's header; a
 	 * parent that never logged has not read its start time: the child
 	 * reads it when its own log opens. */
-	S.parent_pid = (uint32_t)S.pid;
+	S.parent_pid = (uint32_t)H.pid;
 	S.parent_start_ticks = S.start_ticks;
-	S.ppid = S.pid;
-	S.pid = (pid_t)syscall(SYS_getpid);
+	S.ppid = H.pid;
+	H.pid = (pid_t)syscall(SYS_getpid);
 	S.start_ticks = 0;
 	sk_log_forget();
-	S.log_state = S.dir[0] ? 0 : 2;
-	S.log_opener = 0;
+	sk_log_state = S.dir[0] ? 0 : 2;
+	H.log_opener = 0;
 }
 
 /* exit() and return from main pass their status to on_exit handlers (not to
@@ -355,7 +363,7 @@ __attribute__((destructor)) static void shmk_fini(void)
 	if (sk_cleanup_wanted() && sk_cleanup_in_owner())
 		sk_cleanup_terminate(0, 10000);
 	if (__atomic_load_n(&sk_state, __ATOMIC_ACQUIRE) == SK_ON &&
-	    __atomic_load_n(&S.log_state, __ATOMIC_ACQUIRE) == 1) {
+	    __atomic_load_n(&sk_log_state, __ATOMIC_ACQUIRE) == 1) {
 		sk_busy = 1;
 		sk_log_close(exit_status);
 		sk_busy = 0;

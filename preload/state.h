@@ -10,6 +10,7 @@
 
 #include "core/compiler.h"
 #include "core/logfmt.h"
+#include "core/util.h"
 
 /* Set while this thread initialises the library or runs its exit path: a
  * wrapped call made from there is forwarded untouched. The wrappers do not
@@ -48,8 +49,16 @@ static inline int sk_on(void)
 	return sk_on_slow();
 }
 
-/* Opens the log if it is not open yet. Returns 1 if records can be written. */
-int sk_log_ready(void);
+/* Opens the log if it is not open yet. Returns 1 if records can be written.
+ * The open log is one load here; everything else is out of line. */
+extern int sk_log_state SK_HIDDEN;   /* 0 not tried, 1 open, 2 failed */
+int sk_log_ready_slow(void);
+static inline int sk_log_ready(void)
+{
+	if (sk_likely(__atomic_load_n(&sk_log_state, __ATOMIC_ACQUIRE) == 1))
+		return 1;
+	return sk_log_ready_slow();
+}
 
 /* A call failed: count it (opens the log: a failing shm call is still a
  * process that uses shared memory). */
@@ -60,7 +69,7 @@ void sk_child_after_fork(void);
 
 /* Each wrapper brackets its bookkeeping with these: errno as the real call
  * left it is what the caller sees. */
-#define SK_ENTER() int sk_errno_ = errno
-#define SK_LEAVE() do { errno = sk_errno_; } while (0)
+#define SK_ENTER() int sk_errno_ = SK_ERRNO
+#define SK_LEAVE() do { SK_ERRNO = sk_errno_; } while (0)
 
 #endif

@@ -33,7 +33,7 @@ static void record_implicit(const struct sk_attach *p, int n)
 }
 
 /* The segment as this process last saw it, if it did. */
-SK_HOT static int known_segment(int shmid, struct sk_sysv *out)
+SK_HOT_SYSV static int known_segment(int shmid, struct sk_sysv *out)
 {
 	int have = 0;
 	if (sk_tab_lock()) {
@@ -43,7 +43,7 @@ SK_HOT static int known_segment(int shmid, struct sk_sysv *out)
 	return have;
 }
 
-SK_HOT SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
+SK_HOT_SYSV SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 {
 	int ret = REAL(shmget)(key, size, shmflg);
 	if (!sk_on())
@@ -91,7 +91,7 @@ SK_HOT SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 }
 
 /* The segment's size, from this process's table, else IPC_STAT (once). */
-SK_HOT static uint64_t segment_size(int shmid)
+SK_HOT_SYSV static uint64_t segment_size(int shmid)
 {
 	struct sk_sysv s;
 	if (known_segment(shmid, &s) && s.size)
@@ -110,12 +110,12 @@ SK_HOT static uint64_t segment_size(int shmid)
  * placed at the segment's address in the span, the same in every process;
  * one with an address inside the span is checked against the policy.
  * *why gets the warning code to record (0 for none) and *r the span's answer. */
-SK_HOT static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint64_t size,
+SK_HOT_SYSV static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint64_t size,
 			unsigned *flags, unsigned *why, int *r)
 {
 	struct sk_span_key k = { .kind = SK_SPAN_SYSV, .shmid = shmid, .size = size };
 	struct sk_span_ticket t;
-	int saved = errno;
+	int saved = SK_ERRNO;
 	void *ret;
 	*why = 0;
 	/* SHM_REMAP without an address is the kernel's EINVAL: not ours to
@@ -128,7 +128,7 @@ SK_HOT static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint6
 		void *a;
 		*r = sk_span_place(&k, 0, 0, &t, &a);
 		if (*r == 0) {
-			errno = saved;
+			SK_ERRNO = saved;
 			/* Over the reservation, or into a hole of ours
 			 * without replacing anything (core/span.c). */
 			ret = REAL(shmat)(shmid, a, shmflg | (t.hole ? 0 : SHM_REMAP));
@@ -142,11 +142,11 @@ SK_HOT static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint6
 			 * a hole of ours that something else took: EINVAL or
 			 * EEXIST): under warn, its own choice is the answer the
 			 * program would have had. */
-			if (errno == EEXIST && t.hole)
-				errno = EINVAL;   /* shmat(2) has no EEXIST */
-			if (errno != EINVAL || sk_span_policy() == SK_SPAN_STRICT)
+			if (SK_ERRNO == EEXIST && t.hole)
+				SK_ERRNO = EINVAL;   /* shmat(2) has no EEXIST */
+			if (SK_ERRNO != EINVAL || sk_span_policy() == SK_SPAN_STRICT)
 				return ret;
-			errno = saved;
+			SK_ERRNO = saved;
 			ret = REAL(shmat)(shmid, NULL, shmflg);
 			if (ret != (void *)-1)
 				*why = SK_W_SPAN_FULL;
@@ -156,32 +156,32 @@ SK_HOT static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint6
 		 * kernel decides as it would have. */
 		if (*r == -ENODEV || *r == -EDEADLK || *r == -EINVAL || *r == -EIDRM ||
 		    *r == -EACCES) {
-			errno = saved;
+			SK_ERRNO = saved;
 			return REAL(shmat)(shmid, NULL, shmflg);
 		}
 		if (sk_span_policy() == SK_SPAN_STRICT) {
 			*why = SK_W_PLACE_REFUSED;
-			errno = sk_span_strict_errno(SK_SPAN_SYSV, 0);
+			SK_ERRNO = sk_span_strict_errno(SK_SPAN_SYSV, 0);
 			return (void *)-1;
 		}
 		*why = SK_W_SPAN_FULL;
-		errno = saved;
+		SK_ERRNO = saved;
 		return REAL(shmat)(shmid, NULL, shmflg);
 	}
 	uint64_t len = size ? sk_page_round(size) : 1;
 	if (!sk_span_overlaps(shmaddr, len)) {
 		*r = 0;
-		errno = saved;
+		SK_ERRNO = saved;
 		return REAL(shmat)(shmid, shmaddr, shmflg);
 	}
 	int extra = 0;
 	*r = sk_span_explicit(&k, shmaddr, len, (shmflg & SHM_REMAP) != 0, &t, &extra);
 	if (*r == -EPERM) {
 		*why = SK_W_PLACE_REFUSED;
-		errno = sk_span_strict_errno(SK_SPAN_SYSV, 0);
+		SK_ERRNO = sk_span_strict_errno(SK_SPAN_SYSV, 0);
 		return (void *)-1;
 	}
-	errno = saved;
+	SK_ERRNO = saved;
 	if (*r < 0)
 		return REAL(shmat)(shmid, shmaddr, shmflg);
 	ret = REAL(shmat)(shmid, shmaddr, shmflg | extra);
@@ -193,7 +193,7 @@ SK_HOT static void *shmat_span(int shmid, const void *shmaddr, int shmflg, uint6
 	return ret;
 }
 
-SK_HOT SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
+SK_HOT_SYSV SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 {
 	if (!sk_on())
 		return REAL(shmat)(shmid, shmaddr, shmflg);
@@ -201,7 +201,7 @@ SK_HOT SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 	unsigned flags = 0, why;
 	int r;
 	void *ret = shmat_span(shmid, shmaddr, shmflg, size, &flags, &why, &r);
-	int sk_errno_ = errno;
+	int sk_errno_ = SK_ERRNO;
 	/* The kernel's own address in the span: one of our holes. */
 	if (ret != (void *)-1 && !shmaddr && !(flags & SK_F_PLACED) &&
 	    sk_span_overlaps(ret, size ? size : 1))
@@ -236,22 +236,22 @@ SK_HOT SK_EXPORT void *shmat(int shmid, const void *shmaddr, int shmflg)
 	return ret;
 }
 
-SK_HOT SK_EXPORT int shmdt(const void *shmaddr)
+SK_HOT_SYSV SK_EXPORT int shmdt(const void *shmaddr)
 {
 	if (!sk_on())
 		return REAL(shmdt)(shmaddr);
-	int saved = errno, ret, shmid = -1;
+	int saved = SK_ERRNO, ret, shmid = -1;
 	/* Inside the span, span code detaches (and keeps the range as a hole
 	 * for the next placement there: core/span.c). */
 	int r = sk_span_overlaps(shmaddr, 1) ? sk_span_unmap(shmaddr, 0, SK_SPAN_SHMDT, &shmid) : 0;
 	if (r == 1) {
 		ret = 0;
-		errno = saved;
+		SK_ERRNO = saved;
 	} else {
-		errno = saved;
+		SK_ERRNO = saved;
 		ret = REAL(shmdt)(shmaddr);
 	}
-	int sk_errno_ = errno;
+	int sk_errno_ = SK_ERRNO;
 	if (ret < 0) {
 		sk_count_failed(SK_FN_SHMDT);
 	} else if (sk_log_ready()) {
@@ -268,7 +268,7 @@ SK_HOT SK_EXPORT int shmdt(const void *shmaddr)
 	return ret;
 }
 
-SK_HOT SK_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
+SK_HOT_SYSV SK_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 {
 	int ret = REAL(shmctl)(shmid, cmd, buf);
 	if (!sk_on())

@@ -424,7 +424,7 @@ Test(span_table, holder_killed_mid_update, .timeout = 20)
 	pid_t pid = fork();
 	if (pid == 0) {
 		become_stranger(&c);
-		sk_span_test_midupdate = die_now;
+		sk_span_test_midupdate(die_now);
 		attach(b, NULL);
 		_exit(1);
 	}
@@ -586,7 +586,7 @@ Test(span_table, holder_stopped, .timeout = 30)
 	pid_t pid = fork();
 	if (pid == 0) {
 		become_stranger(&c);
-		sk_span_test_midupdate = stop_now;
+		sk_span_test_midupdate(stop_now);
 		char *p = attach(b, NULL);
 		sk_span_unmap(p, 0, SK_SPAN_SHMDT, NULL);
 		sk_span_fini();
@@ -633,7 +633,7 @@ Test(span_table, holder_zombie, .timeout = 20)
 	pid_t pid = fork();
 	if (pid == 0) {
 		become_stranger(&c);
-		sk_span_test_midupdate = die_now;
+		sk_span_test_midupdate(die_now);
 		attach(b, NULL);
 		_exit(1);
 	}
@@ -672,9 +672,9 @@ Test(span_table, lock_word_forged, .timeout = 20)
 {
 	struct sk_span_cfg c = start(14, SK_SPAN_WARN);
 	int a = mkseg(4096);
-	sk_span_test_midupdate = copy_word;
+	sk_span_test_midupdate(copy_word);
 	char *pa = attach(a, NULL);
-	sk_span_test_midupdate = NULL;
+	sk_span_test_midupdate(NULL);
 	detach(pa);
 	_Atomic uint64_t *w = sk_span_test_lock();
 	cr_assert_not_null(w);
