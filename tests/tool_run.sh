@@ -102,4 +102,20 @@ fi
 got=$(run -- sh -c 'printf %s "$SHMKEEPER_LOG_DIR"' 2>/dev/null)
 case $got in /*) r=0 ;; *) r=1 ;; esac
 check "SHMKEEPER_LOG_DIR is absolute" [ $r = 0 ]
+# Orphans are the tool's children (it is a subreaper, to wait for Python's
+# resource_tracker): it reaps them as they end, while PROG still runs, not
+# all at its end. 40 helpers daemonised by a double fork, which exit at once;
+# then PROG counts the zombies whose parent is the tool ($PPID of sh -c).
+zombies=$(run -- sh -c '
+	i=0
+	while [ $i -lt 40 ]; do (true &) ; i=$((i + 1)); done
+	sleep 1
+	n=0
+	for f in /proc/[0-9]*/stat; do
+		read -r line < "$f" 2>/dev/null || continue
+		set -- ${line##*) }
+		[ "$1" = Z ] && [ "$2" = "$PPID" ] && n=$((n + 1))
+	done
+	echo $n' 2>/dev/null)
+check "orphans reaped while PROG runs (zombies left: $zombies)" [ "$zombies" = 0 ]
 exit $fail

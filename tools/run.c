@@ -232,9 +232,21 @@ int cmd_run(const struct options *o, char **argv)
 	while ((k = read(pfd[0], &exec_err, sizeof(exec_err))) < 0 && errno == EINTR)
 		;
 	close(pfd[0]);
-	while (waitpid(child, &status, 0) < 0)
-		if (errno != EINTR)
+	/* As the subreaper, orphans of PROG's tree are our children too: reap
+	 * them as they end, not when PROG does. A zombie keeps its pid and
+	 * counts against RLIMIT_NPROC, and a test suite that daemonises
+	 * thousands of helpers would run out of processes under us. */
+	for (;;) {
+		int st;
+		pid_t p = waitpid(-1, &st, 0);
+
+		if (p == child) {
+			status = st;
+			break;
+		}
+		if (p < 0 && errno != EINTR)
 			err(EXIT_RUN_FAILED, "waitpid");
+	}
 	/* --reap: the tree has ended only when no descendant is left, however
 	 * long daemons live (as the subreaper, every orphan is our child). */
 	if (k != (ssize_t)sizeof(exec_err) && cleanup_opts.reap)
