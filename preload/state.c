@@ -31,14 +31,12 @@ SK_HOTDATA uint32_t sk_euid;
  * of its own in every call (valgrind lackey, pages touched between two
  * syscalls). */
 SK_HOTDATA int sk_log_state;
-static struct {
-	pid_t log_opener;         /* tid opening the log, or 0 */
-	pid_t pid;                /* cached: getpid is a syscall */
-} H SK_HOTDATA;
 
 /* The rest, the buffers last. */
 static struct {
 	size_t capacity;
+	pid_t log_opener;         /* tid opening the log, or 0 */
+	pid_t pid;                /* cached: getpid is a syscall */
 	uint32_t parent_pid;      /* set in a fork child */
 	uint64_t parent_start_ticks;
 	uint64_t image_mono_ns;
@@ -53,7 +51,7 @@ static struct {
 
 pid_t sk_pid(void)
 {
-	return H.pid;
+	return S.pid;
 }
 
 static void copy_args(int argc, char **argv)
@@ -173,7 +171,7 @@ static void do_init(void)
 {
 	S.image_mono_ns = sk_now_mono();
 	sk_say_init();
-	H.pid = getpid();
+	S.pid = getpid();
 	S.ppid = getppid();
 	sk_page_size = getauxval(AT_PAGESZ);
 	if (!sk_page_size)
@@ -242,7 +240,7 @@ int sk_log_ready_slow(void)
 	if (ls == 2)
 		return 0;
 	pid_t me = sk_tid(), none = 0;
-	while (!__atomic_compare_exchange_n(&H.log_opener, &none, me, 0,
+	while (!__atomic_compare_exchange_n(&S.log_opener, &none, me, 0,
 					    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
 		if (none == me)      /* a signal handler interrupted our own open */
 			return sk_log_staging();
@@ -288,7 +286,7 @@ int sk_log_ready_slow(void)
 			sk_ev_warn(SK_W_SPAN_TAKEN, (int64_t)S.span_addr, (int64_t)S.span_size,
 				   "the span's address range was taken at start-up");
 	}
-	__atomic_store_n(&H.log_opener, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&S.log_opener, 0, __ATOMIC_RELEASE);
 	return ls == 1;
 }
 
@@ -329,14 +327,14 @@ void sk_child_after_fork(void)
 	/* The parent's pid and start time name it in the child's header; a
 	 * parent that never logged has not read its start time: the child
 	 * reads it when its own log opens. */
-	S.parent_pid = (uint32_t)H.pid;
+	S.parent_pid = (uint32_t)S.pid;
 	S.parent_start_ticks = S.start_ticks;
-	S.ppid = H.pid;
-	H.pid = (pid_t)syscall(SYS_getpid);
+	S.ppid = S.pid;
+	S.pid = (pid_t)syscall(SYS_getpid);
 	S.start_ticks = 0;
 	sk_log_forget();
 	sk_log_state = S.dir[0] ? 0 : 2;
-	H.log_opener = 0;
+	S.log_opener = 0;
 }
 
 /* exit() and return from main pass their status to on_exit handlers (not to
