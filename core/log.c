@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -65,8 +66,36 @@ static long raw_openat(const char *path, int flags, mode_t mode)
 	return syscall(SYS_openat, AT_FDCWD, path, flags, mode);
 }
 
-/* Grows the file to at least want bytes through a fresh fd. Only the
- * populater runs this. Returns 0 or -errno. */
+/* Writes zeros over [from, to) of the file: how it grows. On ext4 the file
+ * grown by ftruncate and its pages populated through the mapping cost ~4 us
+ * a page (each write fault's page_mkwrite reserves a block and updates the
+ * inode's times); written first, ~1.0 us, and populating them afterwards
+ * 0.3 us. On tmpfs both ways cost ~2.7 us. (8 MiB in 128 KiB steps, 2-vCPU
+ * guest, /tmp on ext4.) The log's growth was 1.3% of a SysV cycle. */
+static int write_zeros(int fd, uint64_t from, uint64_t to)
+{
+	static const char zero[4096] __attribute__((aligned(4096)));
+	struct iovec iov[64];
+	for (unsigned i = 0; i < 64; i++)
+		iov[i] = (struct iovec){ (void *)zero, sizeof zero };
+	while (from < to) {
+		uint64_t n = to - from;
+		int cnt = n >= 64 * sizeof zero ? 64 : (int)((n + sizeof zero - 1) / sizeof zero);
+		iov[cnt - 1].iov_len = n >= (uint64_t)cnt * sizeof zero ? sizeof zero
+			: (size_t)(n - (uint64_t)(cnt - 1) * sizeof zero);
+		long w = syscall(SYS_pwritev, fd, iov, cnt, (off_t)from, 0);
+		iov[cnt - 1].iov_len = sizeof zero;
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -ENOSPC;
+		from += (uint64_t)w;
+	}
+	return 0;
+}
+
+/* Grows the file to at least want bytes through a fresh fd, writing zeros.
+ * Only the populater runs this. Returns 0 or -errno. */
 static int grow_file(uint64_t want)
 {
 	long fd = raw_openat(log_path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
@@ -76,9 +105,8 @@ static int grow_file(uint64_t want)
 	int rc = 0;
 	if (fstat((int)fd, &st) < 0 || (uint64_t)st.st_ino != L.ino)
 		rc = -ESTALE;           /* the file was replaced under us */
-	else if ((uint64_t)st.st_size < want &&
-		 syscall(SYS_ftruncate, (int)fd, (off_t)want) < 0)
-		rc = -errno;
+	else if ((uint64_t)st.st_size < want)
+		rc = write_zeros((int)fd, (uint64_t)st.st_size, want);
 	syscall(SYS_close, (int)fd);
 	if (rc == 0)   /* atomic: a signal handler of this thread reads it */
 		__atomic_store_n(&L.fsize, want > (uint64_t)st.st_size ? want : (uint64_t)st.st_size,
@@ -150,7 +178,10 @@ static int populate(uint64_t target)
 		if (n <= p)
 			break;
 		if (n > L.fsize) {
-			uint64_t want = L.fsize + (L.fsize / 4 > LOG_CHUNK ? L.fsize / 4 : LOG_CHUNK);
+			/* Two steps at a time: the zeros are written, so a
+			 * quarter of the file ahead (as when growing cost
+			 * nothing) would be blocks the log may never use. */
+			uint64_t want = n + LOG_CHUNK;
 			if (want > L.capacity)
 				want = L.capacity;
 			if (want < n || grow_file(want) < 0)
@@ -343,8 +374,10 @@ int sk_log_open(const char *dir, size_t capacity, const struct sk_log_identity *
 	struct stat st;
 	uint64_t initial = capacity < LOG_INITIAL ? capacity : LOG_INITIAL;
 	void *map = MAP_FAILED;
-	if (fstat((int)fd, &st) < 0 || syscall(SYS_ftruncate, (int)fd, (off_t)initial) < 0)
+	if (fstat((int)fd, &st) < 0)
 		rc = -errno;
+	else if ((rc = write_zeros((int)fd, 0, initial)) < 0)
+		;
 	else {
 		/* The whole capacity is mapped at once; only [0, fsize) is backed. */
 		map = (void *)syscall(SYS_mmap, NULL, capacity, PROT_READ | PROT_WRITE,

@@ -26,6 +26,7 @@ struct sk_reader {
 	uint64_t cursor;          /* header.cursor, clamped to >= header_size */
 	uint64_t off;             /* of the next record */
 	int done;
+	int full;                 /* the writer ran out of room: see start() */
 	struct sk_file_header hdr;
 	uint8_t *win;             /* malloc'd, so 8-aligned at win_off (8-aligned) */
 	uint64_t win_off;
@@ -260,6 +261,14 @@ static int start(struct sk_reader *r)
 		r->cursor = r->off;
 	r->cursor &= ~(uint64_t)7;
 	r->done = 0;
+	/* A full log (capacity or disk): every record that did not fit still
+	 * moved the cursor, past the file's end, and the first of them left
+	 * its start uncommitted. Those records are the header's dropped
+	 * count, not damage: the records end where the file does. (A full
+	 * log that was also cut short reads as ending there.) */
+	r->full = (r->hdr.flags & SK_HF_FULL) != 0;
+	if (r->full && r->cursor > r->size)
+		r->cursor = r->size & ~(uint64_t)7;
 	if (r->size < r->off) {
 		set_diag(r, r->size, "file ends inside its header (%llu of %u bytes)",
 			 (unsigned long long)r->size, r->hdr.header_size);
@@ -431,6 +440,10 @@ int sk_reader_next(struct sk_reader *r, struct sk_event *ev)
 			return SK_RD_END;
 		}
 		r->off = resync(r, off);
+		if (r->full && r->off >= r->size) {
+			r->done = 1;   /* the one that did not fit: dropped */
+			return SK_RD_END;
+		}
 		set_diag(r, off, "hole of %llu bytes (a record its writer did not commit: killed during a call)",
 			 (unsigned long long)(r->off - off));
 		return SK_RD_HOLE;
