@@ -10,8 +10,9 @@
 #define SK_ALWAYS_INLINE inline __attribute__((always_inline))
 #define SK_COLD        __attribute__((cold, noinline))
 /* The code of the wrapped calls' common paths, packed into one run of
- * pages: on this VM the TLB is empty after every syscall, and each distinct
- * page touched then costs a page walk (~6-7 ns here). Spread over .text, one
+ * pages: on some hosts the TLB is empty after every syscall, and each
+ * distinct page touched then costs a page walk (~6-7 ns on one, 0.6-0.9 ns
+ * on another of the same kind; DEVELOPERS.md). Spread over .text, one
  * SysV call touched 9-11 code pages of ours (valgrind --tool=lackey
  * --trace-mem, counted between syscalls). The run is ordered by path, so
  * that a program doing SysV calls only, or POSIX calls only, touches the
