@@ -76,13 +76,13 @@ static int write_zeros(int fd, uint64_t from, uint64_t to)
 {
 	static const char zero[4096] __attribute__((aligned(4096)));
 	struct iovec iov[64];
+	const size_t step = sizeof iov / sizeof iov[0] * sizeof zero;   /* a call */
 	for (unsigned i = 0; i < 64; i++)
 		iov[i] = (struct iovec){ (void *)zero, sizeof zero };
 	while (from < to) {
-		uint64_t n = to - from;
-		int cnt = n >= 64 * sizeof zero ? 64 : (int)((n + sizeof zero - 1) / sizeof zero);
-		iov[cnt - 1].iov_len = n >= (uint64_t)cnt * sizeof zero ? sizeof zero
-			: (size_t)(n - (uint64_t)(cnt - 1) * sizeof zero);
+		size_t n = to - from < step ? (size_t)(to - from) : step;
+		int cnt = (int)((n + sizeof zero - 1) / sizeof zero);
+		iov[cnt - 1].iov_len = n - (size_t)(cnt - 1) * sizeof zero;
 		long w = syscall(SYS_pwritev, fd, iov, cnt, (off_t)from, 0);
 		iov[cnt - 1].iov_len = sizeof zero;
 		if (w < 0 && errno == EINTR)
@@ -376,9 +376,9 @@ int sk_log_open(const char *dir, size_t capacity, const struct sk_log_identity *
 	void *map = MAP_FAILED;
 	if (fstat((int)fd, &st) < 0)
 		rc = -errno;
-	else if ((rc = write_zeros((int)fd, 0, initial)) < 0)
-		;
-	else {
+	else
+		rc = write_zeros((int)fd, 0, initial);
+	if (rc == 0) {
 		/* The whole capacity is mapped at once; only [0, fsize) is backed. */
 		map = (void *)syscall(SYS_mmap, NULL, capacity, PROT_READ | PROT_WRITE,
 				      MAP_SHARED, (int)fd, 0);

@@ -191,7 +191,7 @@ Test(core_log, drops_when_the_disk_is_full)
 	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
 	    mount("shmk-full", dir, "tmpfs", 0, "size=512k,mode=0700") != 0)
 		cr_skip_test("cannot mount a small tmpfs (%s): needs root", strerror(errno));
-	fill_past_full(16 << 20, 4000, 10000);
+	fill_past_full(16 << 20, 5000, 10000);
 	sk_log_forget();
 	umount2(dir, MNT_DETACH);
 }
