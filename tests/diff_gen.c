@@ -97,7 +97,7 @@ static unsigned long ncall;
 
 /* ---- handles ---------------------------------------------------------- */
 
-struct seg { int shmid; int key_idx; int removed; };
+struct seg { int shmid; int key_idx; int removed; int huge; };
 static struct seg segs[MAX_SEGS];
 static unsigned nsegs;
 
@@ -107,6 +107,7 @@ struct map {
 	int live;
 	int slot;                /* R slot, or -1 when the kernel chose */
 	int sysv;                /* 1: shmat attachment */
+	int huge;                /* of a SHM_HUGETLB segment: see do_shmat */
 	int idx;                 /* A<idx> for kernel-chosen ones */
 };
 static struct map maps[MAX_MAPS];
@@ -246,6 +247,7 @@ static int add_map(char *addr, size_t len, int sysv)
 	m->len = len;
 	m->live = 1;
 	m->sysv = sysv;
+	m->huge = 0;
 	m->slot = slot_of(addr);
 	m->idx = m->slot < 0 ? (int)nkernel++ : -1;
 	if (m->slot >= 0) {
@@ -463,6 +465,7 @@ static void do_shmget(void)
 		segs[nsegs].shmid = ret;
 		segs[nsegs].key_idx = ki;
 		segs[nsegs].removed = 0;
+		segs[nsegs].huge = (flg & SHM_HUGETLB) != 0;
 		nsegs++;
 	}
 	out(") -> ");
@@ -504,6 +507,15 @@ static void do_shmat(void)
 		int m = live_map_r();
 		addr = m >= 0 ? maps[m].addr : R + (size_t)slot * slot_len;
 	}
+	/* A SHM_HUGETLB segment is mapped a huge page long, more than a slot
+	 * of R, whatever its size (shmget succeeds with SHM_NORESERVE and no
+	 * huge pages set aside): only where the kernel chooses, never over R,
+	 * whose slots the generator keeps track of page by page (seed
+	 * 1795456396 mapped 2 MiB over R's first slots, and the reserve put
+	 * back after an mremap there failed with EINVAL, raw). */
+	int huge = k >= 0 && segs[k].huge;
+	if (huge)
+		addr = NULL;
 	begin("shmat");
 	print_shmid(shmid);
 	out(", ");
@@ -522,7 +534,9 @@ static void do_shmat(void)
 			if (maps[i].live && maps[i].slot < 0 && (char *)ret < maps[i].addr + maps[i].len &&
 			    (char *)ret + len > maps[i].addr)
 				maps[i].live = 0;
-		add_map(ret, len, 1);
+		int n = add_map(ret, len, 1);
+		if (n >= 0)
+			maps[n].huge = huge;
 	}
 	end_ptr(ret, e);
 }
@@ -789,6 +803,8 @@ static void do_mremap(void)
 	if (m < 0)
 		return;
 	struct map old = maps[m];
+	if (old.huge)
+		return;        /* moved or resized it would not be a page-sized map */
 	size_t nl;
 	int flags = 0;
 	char *target = NULL;
