@@ -23,10 +23,12 @@
 
 #define SK_CTRL_OFF     64
 #define SK_SEG_MAGIC    0x31474e524b4d4853ull   /* "SHMKRNG1" */
-#define SK_SEG_VERSION  4u      /* 2: message positions in the control block,
+#define SK_SEG_VERSION  5u      /* 2: message positions in the control block,
                                    3: the two sides' lines 128 bytes apart,
                                    4: a record's header publishes it, and an
-                                      END header (0) follows the last one */
+                                      END header (0) follows the last one,
+                                   5: payloads over 256 bytes start on a
+                                      cache line (SK_KIND_BIG) */
 #define SK_CACHELINE    64
 #define SK_MIN_RING     64      /* bytes of ring shmk_shm_data_alloc leaves */
 

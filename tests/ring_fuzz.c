@@ -106,8 +106,10 @@ static void scribble(shmk_shm_desc *d)
 		h->rbuf.tail = 256 + (size_t)(rnd() % (size - 256)) / 8 * 8;
 		for (int i = 0; i < 32; i++) {
 			size_t at = 256 + (size_t)(rnd() % (size - 256 - 8)) / 8 * 8;
-			uint32_t w[2] = { (uint32_t)evil(size),
-			                  rnd() & 1 ? 0x474d4b53u : rnd() & 1 ? 0x44504b53u : (uint32_t)rnd() };
+			/* MSG, BIG (payload on the next line), PAD, anything */
+			static const uint32_t kinds[] = { 0x474d4b53u, 0x47424b53u, 0x44504b53u };
+			uint32_t r = (uint32_t)rnd() % 4;
+			uint32_t w[2] = { (uint32_t)evil(size), r < 3 ? kinds[r] : (uint32_t)rnd() };
 
 			/* the first one where the consumer reads next: the
 			 * header there is what publishes a record */

@@ -391,14 +391,14 @@ Test(ring, msg_wrap_reserved_and_stale_lap)
 
 	for (size_t i = 0; i < sizeof in; i++)
 		in[i] = (unsigned char)(i * 7);
-	/* three records of 1008 bytes: tail 3024 bytes in, 816 left */
+	/* three records of 1008 to 1064 bytes: the fourth does not fit */
 	for (int i = 0; i < 3; i++) {
 		cr_assert_eq(shmk_msg_send(d, in, sizeof in, 0), 0);
 		cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), 0);
 	}
 	cr_assert_eq(shmk_msg_reserve(d, sizeof in, &wp, 0), 0);
-	cr_assert_eq((char *)wp, (char *)d->header + d->header->rbuf.begin + 8,
-	             "the reservation wraps to the ring's start");
+	cr_assert_eq((uintptr_t)wp, ((uintptr_t)d->header + d->header->rbuf.begin + 8 + 63) & ~63ul,
+	             "the reservation wraps to the ring's start (its payload on the first line after)");
 	cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), EAGAIN);
 	memcpy(wp, in, sizeof in);
 	cr_assert_eq(shmk_msg_commit(d, sizeof in), 0);
@@ -409,6 +409,75 @@ Test(ring, msg_wrap_reserved_and_stale_lap)
 	/* the second record of the first lap starts right here */
 	cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), EAGAIN);
 	cr_assert_eq(shmk_msg_peek(d, &pp, &len, 0), EAGAIN);
+	shmk_shm_done(d);
+}
+
+/* Payloads over 256 bytes start on a cache line (segment version 5), as
+ * a reservation's pointer and a peek show; smaller ones follow their header.
+ * The largest message fits wherever head is; a reservation made BIG stays
+ * where it was reserved when the commit is shorter. */
+Test(ring, msg_big_payloads_aligned)
+{
+	shmk_shm_desc *d = mk(SHMK_IMPL_POSIX, 16384);
+	static unsigned char in[8192], out[8192];
+	size_t max = shmk_msg_max(d), len;
+	const void *pp;
+	void *wp;
+
+	cr_assert_gt(max, 4096);
+	for (size_t i = 0; i < sizeof in; i++)
+		in[i] = (unsigned char)(i * 13 + (i >> 9));
+	for (size_t i = 0; i < 400; i++) {
+		/* a small record moves head by 16 to 64 bytes */
+		size_t skip = (i * 8) % 49, n = i % 3 == 2 ? max : 200 + (i * 97) % 3000;
+
+		cr_assert_eq(shmk_msg_send(d, in, skip, 0), 0);
+		cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), 0);
+		cr_assert_eq(shmk_msg_send(d, in + i, n, 0), 0, "send %zu of %zu bytes", i, n);
+		cr_assert_eq(shmk_msg_peek(d, &pp, &len, 0), 0);
+		cr_assert_eq(len, n);
+		if (n > 256)
+			cr_assert_eq((uintptr_t)pp % 64, 0, "a %zu-byte payload at %p", n, pp);
+		cr_assert_arr_eq(pp, in + i, n);
+		cr_assert_eq(shmk_msg_release(d), 0);
+	}
+	cr_assert_eq(shmk_msg_send(d, in, max + 1, 0), EMSGSIZE);
+	cr_assert_eq(shmk_msg_reserve(d, 2000, &wp, 0), 0);
+	cr_assert_eq((uintptr_t)wp % 64, 0);
+	memcpy(wp, in, 40);
+	cr_assert_eq(shmk_msg_commit(d, 40), 0);
+	cr_assert_eq(shmk_msg_send(d, in + 1, 100, 0), 0);
+	cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), 0);
+	cr_assert_eq(len, 40);
+	cr_assert_arr_eq(out, in, 40);
+	cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), 0);
+	cr_assert_eq(len, 100);
+	cr_assert_arr_eq(out, in + 1, 100);
+	shmk_shm_done(d);
+}
+
+/* A BIG header whose payload would fit right after it but not after the
+ * gap to the next line: refused, nothing read past the ring. */
+Test(ring, msg_big_header_past_the_end)
+{
+	shmk_shm_desc *d = mk(SHMK_IMPL_SYSV, 8192);
+	char *base = (char *)d->header, out[8];
+	size_t end = d->header->rbuf.end, h, len;
+	const void *pp;
+
+	/* head one 16-byte record past begin; a gap after it if needed */
+	cr_assert_eq(shmk_msg_send(d, "12345678", 8, 0), 0);
+	cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), 0);
+	h = d->header->rbuf.begin + 16;
+	if ((h + 8) % 64 == 0) {
+		cr_assert_eq(shmk_msg_send(d, "12345678", 8, 0), 0);
+		cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), 0);
+		h += 16;
+	}
+	uint32_t w[2] = { (uint32_t)(end - h - 8), 0x47424b53u /* SKBG */ };
+	memcpy(base + h, w, sizeof w);
+	cr_assert_eq(shmk_msg_recv(d, out, sizeof out, &len, 0), EBADMSG);
+	cr_assert_eq(shmk_msg_peek(d, &pp, &len, 0), EBADMSG);
 	shmk_shm_done(d);
 }
 
