@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <link.h>
 #include <fcntl.h>
+#include <gelf.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +68,69 @@ static char *find_library(void)
 		return abs;
 	errx(EXIT_RUN_FAILED, "cannot find libshmkeeper.so (looked beside the tool and in %s; "
 	     "set SHMKEEPER_LIB)", SHMK_LIBDIR);
+}
+
+/* PROG as execvp will find it, into buf. Returns: buf, or NULL. */
+static const char *find_prog(const char *prog, char *buf, size_t len)
+{
+	struct stat st;
+
+	if (strchr(prog, '/'))
+		return snprintf(buf, len, "%s", prog) < (int)len ? buf : NULL;
+	const char *path = getenv("PATH");
+	if (!path || !*path)
+		path = "/bin:/usr/bin";
+	for (const char *p = path; ; p++) {
+		const char *e = strchrnul(p, ':');
+		int n = snprintf(buf, len, "%.*s%s%s", (int)(e - p), p, e == p ? "" : "/", prog);
+		if (n > 0 && (size_t)n < len && stat(buf, &st) == 0 && S_ISREG(st.st_mode) &&
+		    access(buf, X_OK) == 0)
+			return buf;
+		if (!*e)
+			return NULL;
+		p = e;
+	}
+}
+
+/* Why LD_PRELOAD cannot reach PROG itself, or NULL. A static executable has
+ * no dynamic loader to preload anything; one that gains privileges at exec
+ * (set-user-ID, set-group-ID, file capabilities) runs in the loader's secure
+ * mode, where the library, if loaded at all, stays inert. Programs PROG starts
+ * are recorded as usual. Read with libelf: a static-pie (ET_DYN) and a static
+ * ET_EXEC both lack PT_INTERP. */
+static const char *preload_blind(const char *prog)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	const char *why = NULL;
+
+	if (!find_prog(prog, path, sizeof path) || stat(path, &st) < 0)
+		return NULL;   /* execvp will say what is wrong */
+	if (((st.st_mode & S_ISUID) && st.st_uid != getuid()) ||
+	    ((st.st_mode & S_ISGID) && st.st_gid != getgid()))
+		return "it is set-user-ID or set-group-ID, and the library stays inert in it";
+	if (getxattr(path, "security.capability", NULL, 0) > 0)
+		return "it has file capabilities, and the library stays inert in it";
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	elf_version(EV_CURRENT);
+	Elf *e = elf_begin(fd, ELF_C_READ, NULL);
+	GElf_Ehdr eh;
+	size_t n;
+	if (e && elf_kind(e) == ELF_K_ELF && gelf_getehdr(e, &eh) &&
+	    (eh.e_type == ET_EXEC || eh.e_type == ET_DYN) && elf_getphdrnum(e, &n) == 0) {
+		bool interp = false;
+		for (size_t i = 0; i < n && !interp; i++) {
+			GElf_Phdr ph;
+			interp = gelf_getphdr(e, (int)i, &ph) && ph.p_type == PT_INTERP;
+		}
+		if (!interp)
+			why = "it is statically linked, and LD_PRELOAD cannot reach it";
+	}
+	elf_end(e);
+	close(fd);
+	return why;
 }
 
 /* PROG's descendants may outlive it and still change the picture: Python's
@@ -196,6 +261,10 @@ int cmd_run(const struct options *o, char **argv)
 	struct sigaction old_int, old_quit;
 	unsigned leaks;
 
+	const char *blind = preload_blind(argv[0]);
+	if (blind)
+		warnx("warning: %s: %s: nothing it does itself is recorded "
+		      "(programs it starts are)", argv[0], blind);
 	set_env(lib, dir);
 	if (cleanup_opts.policy && setenv("SHMKEEPER_CLEANUP", cleanup_opts.policy, 1) < 0)
 		err(EXIT_RUN_FAILED, "setenv");
