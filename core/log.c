@@ -43,7 +43,42 @@ static struct {
 	pid_t populater;                /* atomic: tid populating, or 0 */
 	int full;                       /* atomic: could not grow; drop past populated */
 	uint64_t ino;
+	uint64_t cal_next;              /* atomic: tick a new SK_EV_CLOCK is due at
+					 * (UINT64_MAX without ticks) */
+	uint64_t cal_first;             /* the header's first pair's tick */
 } L SK_HOTDATA;
+
+/* Ticks until the next (tick, ns) pair: the span the pairs cover so far,
+ * within [2^14, 2^22] (see struct sk_ev_clock). */
+static uint64_t cal_gap(uint64_t tick)
+{
+	uint64_t gap = tick - L.cal_first;
+	return gap < (1u << 14) ? (1u << 14) : gap > (1u << 22) ? (1u << 22) : gap;
+}
+
+/* A record's time reached cal_next: one thread writes the next pair. */
+static SK_NOINLINE void calibrate(uint64_t t)
+{
+	uint64_t due = __atomic_load_n(&L.cal_next, __ATOMIC_RELAXED);
+	struct timespec m;
+
+	/* staging before the open, or a fork child before its own */
+	if (!sk_ticks_on || !__atomic_load_n(&L.hdr, __ATOMIC_ACQUIRE) || t < due)
+		return;
+	sk_clock(CLOCK_MONOTONIC, &m);
+	uint64_t tick = sk_tick();
+	/* relaxed: a word of its own; losing the race means another thread
+	 * writes this pair */
+	if (!__atomic_compare_exchange_n(&L.cal_next, &due, tick + cal_gap(tick), 0,
+					 __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		return;
+	struct sk_ev_clock *e = (struct sk_ev_clock *)(void *)sk_log_reserve(sizeof *e);
+	if (!e)
+		return;
+	e->tick = tick;
+	e->mono_ns = (uint64_t)m.tv_sec * 1000000000u + (uint64_t)m.tv_nsec;
+	sk_log_commit(&e->r, SK_EV_CLOCK, sizeof *e, tick);   /* tick < cal_next */
+}
 static char log_path[4096];  /* out of L: L is read on every event, this rarely */
 
 int sk_log_is_open(void)
@@ -311,6 +346,8 @@ SK_HOT void sk_log_commit(struct sk_rec *r, unsigned type, size_t len, uint64_t 
 	r->mono_ns = mono_ns;
 	/* Release: the body is visible before the head that declares it. */
 	__atomic_store_n(&r->head, SK_HEAD(type, len), __ATOMIC_RELEASE);
+	if (sk_unlikely(mono_ns >= __atomic_load_n(&L.cal_next, __ATOMIC_RELAXED)))
+		calibrate(mono_ns);
 }
 
 SK_HOT void sk_log_count_failed(enum sk_fn fn)
@@ -426,7 +463,17 @@ int sk_log_open(const char *dir, size_t capacity, const struct sk_log_identity *
 	h->image_mono_ns = id->image_mono_ns;
 	struct timespec m, w;
 	clock_gettime(CLOCK_MONOTONIC, &m);
+	uint64_t tick = sk_tick();
 	clock_gettime(CLOCK_REALTIME, &w);
+	if (sk_ticks_on) {
+		h->flags |= SK_HF_TICKS;
+		h->image_tick = id->image_tick;
+		h->open_tick = tick;
+		L.cal_first = id->image_tick;
+		__atomic_store_n(&L.cal_next, tick + cal_gap(tick), __ATOMIC_RELAXED);
+	} else {
+		__atomic_store_n(&L.cal_next, UINT64_MAX, __ATOMIC_RELAXED);
+	}
 	h->open_mono_ns = (uint64_t)m.tv_sec * 1000000000u + (uint64_t)m.tv_nsec;
 	h->open_wall_sec = w.tv_sec;
 	h->open_wall_nsec = w.tv_nsec;
@@ -478,7 +525,7 @@ void sk_log_close(int status)
 	if (r) {
 		struct sk_ev_exit *e = (struct sk_ev_exit *)r;
 		e->status = status;
-		sk_log_commit(r, SK_EV_EXIT, sizeof *e, sk_now_mono());
+		sk_log_commit(r, SK_EV_EXIT, sizeof *e, sk_stamp());
 	}
 	if (L.hdr)
 		__atomic_fetch_or(&L.hdr->flags, SK_HF_CLOSED, __ATOMIC_RELEASE);
@@ -522,7 +569,7 @@ static void log_module(uint64_t base, uint64_t start, uint64_t end, const char *
 	if (bid_len)     /* a GONE record has no build-id (bid NULL) */
 		memcpy(p, bid, bid_len);
 	memcpy(p + SK_ALIGN8(bid_len), path, plen);
-	sk_log_commit(r, type, len, sk_now_mono());
+	sk_log_commit(r, type, len, sk_stamp());
 }
 
 static const uint8_t *find_build_id(struct dl_phdr_info *info, size_t *len)

@@ -23,6 +23,7 @@ struct sk_log_identity {
 	uint32_t parent_pid;      /* fork parent whose image logged, or 0 */
 	uint64_t parent_start_ticks;
 	uint64_t image_mono_ns;
+	uint64_t image_tick;      /* TSC read with image_mono_ns (sk_ticks_on) */
 	uint32_t exec_count;
 	uint32_t bt_depth;
 };

@@ -1,4 +1,4 @@
-/* The on-disk format of a shmkeeper process log, version 1.
+/* The on-disk format of a shmkeeper process log, version 2.
  *
  * This header is the format's definition; doc/log-format.md describes it for
  * readers in other languages. Everything is little-endian, native x86-64/aarch64
@@ -28,7 +28,8 @@
 #include <stddef.h>
 
 #define SK_MAGIC        "SHMKLOG"   /* 8 bytes with its NUL */
-#define SK_VERSION      1           /* bumped on any incompatible change */
+#define SK_VERSION      2           /* bumped on any incompatible change:
+				     * 2: record times may be TSC ticks */
 #define SK_HEADER_SIZE  4096u
 #define SK_REC_MAGIC    0xA5u       /* top byte of every committed head word */
 #define SK_MAX_FRAMES   64
@@ -70,7 +71,11 @@ struct sk_file_header {
 	uint64_t dropped;         /* records not written: log full or closing */
 	uint64_t failed[SK_FN_MAX];
 	uint64_t capacity;        /* bytes the writer may use in all */
-	uint8_t  reserved[56];
+	/* With SK_HF_TICKS: the TSC read with image_mono_ns and with
+	 * open_mono_ns, the first two (tick, ns) pairs (version 2). */
+	uint64_t image_tick;
+	uint64_t open_tick;
+	uint8_t  reserved[40];
 	char     exe[SK_EXE_MAX]; /* readlink /proc/self/exe, NUL-terminated */
 	uint32_t argc;
 	uint32_t args_len;        /* bytes used in args[] */
@@ -83,6 +88,12 @@ enum sk_hf {
 	SK_HF_CLOSED  = 1u << 2,   /* the writer exited normally */
 	SK_HF_FULL    = 1u << 3,   /* capacity or disk ran out: see `dropped`;
 				    * the cursor then runs past the records */
+	SK_HF_TICKS   = 1u << 4,   /* record times (sk_rec.mono_ns) are TSC
+				    * ticks: a reader turns them into
+				    * CLOCK_MONOTONIC ns by the latest pair
+				    * before the record (the header's two, then
+				    * each SK_EV_CLOCK's), at the rate between
+				    * that pair and the one before it */
 };
 
 /* The head of every record. `head` is stored last. */
@@ -117,6 +128,7 @@ enum sk_type {
 	SK_EV_WARN,           /* struct sk_ev_warn */
 	SK_EV_PLACE,          /* struct sk_ev_place: read, no longer written (SK_F_PLACED says it) */
 	SK_EV_CLEANUP,        /* struct sk_ev_cleanup: removed by a cleanup policy */
+	SK_EV_CLOCK,          /* struct sk_ev_clock: a (tick, ns) pair (SK_HF_TICKS) */
 	SK_EV_TYPE_MAX
 };
 
@@ -275,6 +287,18 @@ struct sk_ev_module {
 	 * char path[path_len + 1], padded to 8 */
 };
 
+/* With SK_HF_TICKS, written at least as often as the ticks since the last
+ * pair reach the span between the header's first pair and the last one
+ * (at least 2^14 ticks, at most 2^22, ~1.5 ms at 2.8 GHz): so a record is
+ * never far from the pair it is read by, and the rate is measured over a
+ * span at least as long as the one it is used over. r.mono_ns holds
+ * `tick` as every record's does. */
+struct sk_ev_clock {
+	struct sk_rec r;
+	uint64_t tick;
+	uint64_t mono_ns;         /* CLOCK_MONOTONIC read just before tick */
+};
+
 struct sk_ev_warn {
 	struct sk_rec r;
 	uint32_t code;            /* SK_W_* */
@@ -319,6 +343,7 @@ struct sk_ev_cleanup {
 _Static_assert(sizeof(struct sk_file_header) <= SK_HEADER_SIZE, "header fits");
 _Static_assert(sizeof(struct sk_rec) == 16, "rec");
 _Static_assert(sizeof(struct sk_ev_sysv_get) % 8 == 0, "align");
+_Static_assert(sizeof(struct sk_ev_clock) == 32, "size");
 _Static_assert(sizeof(struct sk_ev_sysv_at) % 8 == 0, "align");
 _Static_assert(sizeof(struct sk_ev_sysv_dt) % 8 == 0, "align");
 _Static_assert(sizeof(struct sk_ev_sysv_ctl) % 8 == 0, "align");

@@ -33,6 +33,10 @@ struct sk_reader {
 	size_t win_len, win_cap;  /* win_cap: min(WINDOW, file size) */
 	char diag[320];
 	uint64_t diag_off;
+	/* SK_HF_TICKS: record times are turned into ns by the latest pair
+	 * (b) at the rate between it and the one before (a). */
+	int ticks;
+	uint64_t a_tick, a_ns, b_tick, b_ns;
 };
 
 static const size_t min_sizes[SK_EV_TYPE_MAX] = {
@@ -55,6 +59,7 @@ static const size_t min_sizes[SK_EV_TYPE_MAX] = {
 	[SK_EV_WARN] = sizeof(struct sk_ev_warn),
 	[SK_EV_PLACE] = sizeof(struct sk_ev_place),
 	[SK_EV_CLEANUP] = sizeof(struct sk_ev_cleanup),
+	[SK_EV_CLOCK] = sizeof(struct sk_ev_clock),
 };
 
 static const char *const type_names[SK_EV_TYPE_MAX] = {
@@ -66,7 +71,7 @@ static const char *const type_names[SK_EV_TYPE_MAX] = {
 	[SK_EV_EXEC] = "exec", [SK_EV_EXEC_FAILED] = "exec_failed",
 	[SK_EV_EXIT] = "exit", [SK_EV_MODULE] = "module",
 	[SK_EV_MODULE_GONE] = "module_gone", [SK_EV_WARN] = "warn",
-	[SK_EV_PLACE] = "place", [SK_EV_CLEANUP] = "cleanup",
+	[SK_EV_PLACE] = "place", [SK_EV_CLEANUP] = "cleanup", [SK_EV_CLOCK] = "clock",
 };
 
 size_t sk_event_min_size(unsigned type)
@@ -267,6 +272,11 @@ static int start(struct sk_reader *r)
 	 * count, not damage: the records end where the file does. (A full
 	 * log that was also cut short reads as ending there.) */
 	r->full = (r->hdr.flags & SK_HF_FULL) != 0;
+	r->ticks = r->hdr.version >= 2 && (r->hdr.flags & SK_HF_TICKS);
+	r->a_tick = r->hdr.image_tick;
+	r->a_ns = r->hdr.image_mono_ns;
+	r->b_tick = r->hdr.open_tick;
+	r->b_ns = r->hdr.open_mono_ns;
 	if (r->full && r->cursor > r->size)
 		r->cursor = r->size & ~(uint64_t)7;
 	if (r->size < r->off) {
@@ -326,6 +336,47 @@ int sk_reader_open_mem(struct sk_reader **out, const void *buf, size_t size)
 	}
 	*out = r;
 	return rc;
+}
+
+/* Nanoseconds per tick between the two latest pairs, or, when they do not
+ * give one (a damaged header), 1/3: a 3 GHz TSC. Held to [1/64, 64], so
+ * that no pair a log holds makes a time run backwards or explode. */
+static double tick_rate(const struct sk_reader *r)
+{
+	if (r->b_tick <= r->a_tick || r->b_ns < r->a_ns)
+		return 1.0 / 3;
+	double rate = (double)(r->b_ns - r->a_ns) / (double)(r->b_tick - r->a_tick);
+	return rate < 1.0 / 64 ? 1.0 / 64 : rate > 64 ? 64 : rate;
+}
+
+/* CLOCK_MONOTONIC ns of a record stamped with tick t: from the latest pair,
+ * forward or (a thread stamped before that pair was written) back. */
+static uint64_t tick_ns(const struct sk_reader *r, uint64_t t)
+{
+	double d = t >= r->b_tick ? (double)(t - r->b_tick) : -(double)(r->b_tick - t);
+	double ns = (double)r->b_ns + d * tick_rate(r);
+
+	/* 2^63: no conversion of an out-of-range double (undefined) */
+	return ns <= 0 ? 0 : ns >= 9223372036854775808.0 ? (uint64_t)INT64_MAX : (uint64_t)ns;
+}
+
+/* A record read from a SK_HF_TICKS log gets its time in ns, in the window
+ * (ours) it was read into; a SK_EV_CLOCK moves the pairs on if it goes
+ * forward (else it is ignored). */
+static void tick_convert(struct sk_reader *r, struct sk_event *ev)
+{
+	struct sk_rec *rec = (struct sk_rec *)(uintptr_t)ev->rec;
+
+	if (ev->type == SK_EV_CLOCK) {
+		const struct sk_ev_clock *c = (const void *)rec;
+		if (c->tick > r->b_tick && c->mono_ns >= r->b_ns) {
+			r->a_tick = r->b_tick;
+			r->a_ns = r->b_ns;
+			r->b_tick = c->tick;
+			r->b_ns = c->mono_ns;
+		}
+	}
+	rec->mono_ns = tick_ns(r, rec->mono_ns);
 }
 
 /* Fills the variable parts of ev from a record of checked length; returns a
@@ -481,6 +532,8 @@ int sk_reader_next(struct sk_reader *r, struct sk_event *ev)
 		memset(ev, 0, sizeof(*ev));
 		return SK_RD_BAD;
 	}
+	if (r->ticks)
+		tick_convert(r, ev);
 	return SK_RD_EVENT;
 }
 

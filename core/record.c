@@ -41,7 +41,7 @@ static SK_HOTDATA uint64_t vpc_full_ns;      /* last look at the module list */
 /* A library dlclose'd and another dlopen'ed at the same address between
  * two looks keeps the first one's frames known: the list is looked at
  * anyway at least this often. */
-#define VPC_RECHECK_NS 100000000ull
+#define VPC_RECHECK_NS 100000000ull   /* in record time: 100 ms, or ~35 ms of ticks */
 
 static inline uint64_t vpc_tag(void)
 {
@@ -192,7 +192,7 @@ static SK_ALWAYS_INLINE unsigned backtrace_raw(uint64_t *out, uint64_t now)
 /* Reserves an event of fixed size `fixed`, plus `extra` bytes of variable
  * data, plus the frames; returns the record and its length. */
 #define BEGIN(T, extra)                                                        \
-	uint64_t now_ = sk_now_mono();                                         \
+	uint64_t now_ = sk_stamp();                                            \
 	uint64_t fr_[SK_MAX_FRAMES];                                           \
 	unsigned nf_ = backtrace_raw(fr_, now_);                                     \
 	size_t len_ = sizeof(T) + (extra) + (size_t)nf_ * 8;                   \
@@ -407,5 +407,5 @@ void sk_ev_cleanup(const char *name, uint64_t dev, uint64_t ino, int32_t shmid,
 	e->name_len = (uint16_t)nl;
 	if (nl)
 		memcpy(e + 1, name, nl);
-	sk_log_commit(&e->r, SK_EV_CLEANUP, len, sk_now_mono());
+	sk_log_commit(&e->r, SK_EV_CLEANUP, len, sk_stamp());
 }

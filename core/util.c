@@ -1,4 +1,7 @@
 #include <dlfcn.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -21,6 +24,26 @@ SK_TLS int *sk_errno_at;
 #elif defined(__aarch64__)
 #define SK_VDSO_GETTIME "__kernel_clock_gettime", "LINUX_2.6.39"
 #endif
+
+SK_HOTDATA int sk_ticks_on;
+
+void sk_ticks_init(void)
+{
+#if defined(__x86_64__)
+	unsigned a, b, c, d;
+	char cs[16];
+
+	/* CPUID 0x80000007 EDX bit 8: the TSC runs at a constant rate in
+	 * every P- and C-state. And the kernel keeps time with it: a TSC it
+	 * found unsynchronised between CPUs or unstable, it would not. */
+	if (!__get_cpuid(0x80000007, &a, &b, &c, &d) || !(d & (1u << 8)))
+		return;
+	if (sk_read_file("/sys/devices/system/clocksource/clocksource0/current_clocksource",
+			 cs, sizeof cs) <= 0 || strncmp(cs, "tsc\n", 4) != 0)
+		return;
+	sk_ticks_on = 1;
+#endif
+}
 
 void sk_clock_init(void)
 {

@@ -40,6 +40,7 @@ static struct {
 	uint32_t parent_pid;      /* set in a fork child */
 	uint64_t parent_start_ticks;
 	uint64_t image_mono_ns;
+	uint64_t image_tick;      /* the TSC with image_mono_ns, if sk_ticks_on */
 	pid_t ppid;               /* at image start or fork */
 	uint64_t start_ticks;     /* this process's, once known */
 	uint64_t span_addr, span_size;
@@ -169,7 +170,9 @@ static void atfork_child(void) { sk_rec_atfork_child(); sk_child_after_fork(); }
 
 static void do_init(void)
 {
+	sk_ticks_init();
 	S.image_mono_ns = sk_now_mono();
+	S.image_tick = sk_tick();
 	sk_say_init();
 	S.pid = getpid();
 	S.ppid = getppid();
@@ -264,6 +267,7 @@ int sk_log_ready_slow(void)
 				.parent_pid = S.parent_pid,
 				.parent_start_ticks = S.parent_start_ticks,
 				.image_mono_ns = S.image_mono_ns,
+				.image_tick = S.image_tick,
 				.bt_depth = sk_rec_cfg.bt_depth,
 			};
 			int rc = sk_log_open(S.dir, S.capacity, &id);

@@ -1,7 +1,9 @@
 /* logdump - print shmkeeper logs one event a line, for the shell tests.
  *
- * Usage: logdump [-a] FILE|DIR...
+ * Usage: logdump [-a] [-t] FILE|DIR...
  *   -a  also print modules (left out by default: they are noise to a test)
+ *   -t  print each record's time (CLOCK_MONOTONIC ns, as the reader gives
+ *       it) as "t=NS" after its type
  *
  * Each file starts with a line
  *   file PATH pid=P ppid=P parent=P exec=N flags=F dropped=N failed=F0,F1,...
@@ -21,12 +23,15 @@
 
 #include "core/logread.h"
 
-static int show_modules;
+static int show_modules, show_times;
 
 static void dump_event(const struct sk_event *ev)
 {
 	const struct sk_rec *r = ev->rec;
-	printf("%s tid=%" PRIu32, sk_event_type_name(ev->type), r->tid);
+	printf("%s", sk_event_type_name(ev->type));
+	if (show_times)
+		printf(" t=%" PRIu64, r->mono_ns);
+	printf(" tid=%" PRIu32, r->tid);
 	switch (ev->type) {
 	case SK_EV_SYSV_GET: {
 		const struct sk_ev_sysv_get *e = (const void *)r;
@@ -182,12 +187,16 @@ static int only_logs(const struct dirent *d)
 int main(int argc, char **argv)
 {
 	int status = 0, i = 1;
-	if (i < argc && strcmp(argv[i], "-a") == 0) {
-		show_modules = 1;
-		i++;
+	for (; i < argc && argv[i][0] == '-' && argv[i][1] && !argv[i][2]; i++) {
+		if (argv[i][1] == 'a')
+			show_modules = 1;
+		else if (argv[i][1] == 't')
+			show_times = 1;
+		else
+			break;
 	}
 	if (i >= argc) {
-		fprintf(stderr, "usage: logdump [-a] FILE|DIR...\n");
+		fprintf(stderr, "usage: logdump [-a] [-t] FILE|DIR...\n");
 		return 2;
 	}
 	for (; i < argc; i++) {

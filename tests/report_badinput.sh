@@ -25,7 +25,7 @@ check "cut log" grep -qx "shmkeeper: $L/shmk-9001-0.shmk: offset [0-9]*: file cu
 check "hole" grep -qx "shmkeeper: $L/shmk-9002-0.shmk: offset 4096: hole of 88 bytes (a record its writer did not commit: killed during a call)" "$dir/err"
 check "corrupt head word" grep -qx "shmkeeper: $L/shmk-9003-0.shmk: offset 4096: bad record magic (head word 0xdeadbeef); skipped 24 bytes" "$dir/err"
 check "corrupt name" grep -qx "shmkeeper: $L/shmk-9003-0.shmk: offset 4120: posix_unlink record: name not terminated" "$dir/err"
-check "newer version" grep -qx "shmkeeper: $L/shmk-9004-0.shmk: offset 8: log format version 2 is not one this shmkeeper reads (1 to 1)" "$dir/err"
+check "newer version" grep -qx "shmkeeper: $L/shmk-9004-0.shmk: offset 8: log format version 3 is not one this shmkeeper reads (1 to 2)" "$dir/err"
 check "not a log" grep -qx "shmkeeper: $L/shmk-9005-0.shmk: offset 0: not a shmkeeper log (bad magic)" "$dir/err"
 check "empty file" grep -qx "shmkeeper: $L/shmk-9006-0.shmk: offset 0: empty file, not a shmkeeper log" "$dir/err"
 check "log full: records dropped" grep -qx "shmkeeper: $L/shmk-9007-0.shmk: 5 records were not written (log full): this process's events are incomplete" "$dir/err"
