@@ -99,6 +99,7 @@ SK_HOT static void modules_check(void **pcs, int from, int n, uint64_t now)
  * notes it in sk_unw_fd ({lo, hi}, INT_MAX until known). */
 SK_TLS int sk_rec_in_unwind;
 int sk_unw_fd[2] = { INT_MAX, INT_MAX };
+static SK_TLS int bt_mine;   /* this thread is inside libunwind (see below) */
 
 void sk_rec_init(void)
 {
@@ -107,9 +108,15 @@ void sk_rec_init(void)
 		return;
 	done = 1;
 	void *pc[1];
+	/* Inside the stack walk as any other: a signal handler that records
+	 * on this thread now goes without a stack. Its own unw_backtrace
+	 * waited for ever on the pthread_once that libunwind's first call,
+	 * this one, holds (tests/fault_host.sh signalopen). */
+	bt_mine++;
 	sk_rec_in_unwind = 1;
 	unw_backtrace(pc, 1);
 	sk_rec_in_unwind = 0;
+	bt_mine--;
 }
 
 /* Raw return addresses, innermost first, without the library's own frames.
@@ -122,7 +129,6 @@ void sk_rec_init(void)
  * prepare handler closes the gate and waits until no other thread is
  * inside; meanwhile events are recorded without a stack. */
 static SK_HOTDATA int bt_users, bt_forking;
-static SK_TLS int bt_mine;
 
 void sk_rec_atfork_prepare(void)
 {
