@@ -419,7 +419,7 @@ Test(ring, msg_wrap_reserved_and_stale_lap)
 Test(ring, msg_big_payloads_aligned)
 {
 	shmk_shm_desc *d = mk(SHMK_IMPL_POSIX, 16384);
-	static unsigned char in[8192], out[8192];
+	static unsigned char in[16384], out[16384];
 	size_t max = shmk_msg_max(d), len;
 	const void *pp;
 	void *wp;
