@@ -98,6 +98,12 @@ static inline void sk_cpu_relax(void)
 #define SK_ALIGN_MIN (SK_COPY_SMALL + 1)
 #define SK_GAP_MAX   (SK_CACHELINE - SK_REC_HDR)
 
+/* Whether a payload of len bytes goes in a BIG record. */
+static inline int sk_big(size_t len)
+{
+	return len >= SK_ALIGN_MIN;
+}
+
 static inline void sk_copy(void *dst, const void *src, size_t n)
 {
 	char *d = dst;
@@ -390,7 +396,7 @@ static inline size_t sk_lim(const struct sk_seg *s, size_t at, size_t h)
  * if the peer broke an index. */
 static int sk_room(struct sk_seg *s, size_t len, size_t *at, size_t *pad)
 {
-	int big = len >= SK_ALIGN_MIN;
+	int big = sk_big(len);
 	/* relaxed: tail is ours (or was handed to us by the lock's ordering) */
 	size_t t = atomic_load_explicit(sk_tail_p(s), memory_order_relaxed);
 	size_t h = s->p_head;
@@ -628,7 +634,7 @@ static SK_NOINLINE int sk_send_slow(struct sk_seg *s, const void *msg, size_t le
                                     int timeout_ms)
 {
 	struct sk_try a;
-	int big = len >= SK_ALIGN_MIN;
+	int big = sk_big(len);
 	size_t nt;
 	int rc;
 
@@ -646,7 +652,7 @@ int shmk_msg_send(shmk_shm_desc *desc, const void *msg, size_t len, int timeout_
 	struct sk_seg *s;
 	char *base;
 	size_t t, end, nt;
-	int big = len >= SK_ALIGN_MIN;
+	int big = sk_big(len);
 
 	if (!desc || (!msg && len))
 		return EINVAL;
@@ -694,7 +700,7 @@ int shmk_msg_reserve(shmk_shm_desc *desc, size_t len, void **ptr, int timeout_ms
 	s->p_lim = 0;
 	s->res_len = len;
 	s->res_open = 1;
-	*ptr = (char *)desc->header + sk_pay(a.at, len >= SK_ALIGN_MIN);
+	*ptr = (char *)desc->header + sk_pay(a.at, sk_big(len));
 	return 0;
 }
 
@@ -712,7 +718,7 @@ int shmk_msg_commit(shmk_shm_desc *desc, size_t len)
 	s->res_open = 0;
 	s->p_lim = s->res_lim;
 	/* where the payload was reserved, whatever len is now */
-	big = s->res_len >= SK_ALIGN_MIN;
+	big = sk_big(s->res_len);
 	nt = sk_tail_after(s, sk_rec_end(s->res_at, big, len));
 	return sk_publish(s, (char *)desc->header, s->res_at, s->res_pad, big, len, nt);
 }

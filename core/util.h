@@ -30,11 +30,12 @@ static inline int sk_clock(clockid_t clk, struct timespec *ts)
 
 /* Record times: TSC ticks where they stand for CLOCK_MONOTONIC (x86-64 with
  * an invariant TSC that the kernel itself keeps time with), else
- * CLOCK_MONOTONIC in nanoseconds. Reading the clock through the vDSO was
- * ~0.8% of a shmget+shmat+shmdt+RMID cycle, four records a cycle
- * (bench/ab.sh, three runs of 41 rounds: B/A 0.992, 0.992, 1/1.009 with
- * rdtsc in its place): it loads the kernel's time data, which the timer tick
- * rewrites, and orders the TSC read with an lfence. A tick record is turned
+ * CLOCK_MONOTONIC in nanoseconds. clock_gettime through the vDSO costs 28 ns
+ * a call here in a loop, rdtsc 11: it also loads the kernel's time data,
+ * which the timer tick rewrites, and orders the TSC read with an lfence.
+ * Four records a SysV cycle make that ~0.3% of it; bench/ab.sh said 0.991-
+ * 0.992 in four runs of 41 rounds and 0.999-1.002 in two later ones (copies
+ * of one library differ by that much here). A tick record is turned
  * into nanoseconds by the reader (core/logread.c) from the pairs of the
  * header and of SK_EV_CLOCK records (core/log.c). Decided once, by
  * sk_ticks_init, before the first record time is taken. */
