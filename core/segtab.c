@@ -247,15 +247,16 @@ void sk_att_foreach(void (*fn)(const struct sk_attach *, void *), void *arg)
 
 /* ---- SysV ---- */
 
-SK_HOT_SYSV void sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created)
+SK_HOT_SYSV int sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created)
 {
 	for (unsigned i = 0; i < nsysv; i++)
 		if (sysv[i].shmid == shmid) {
+			int was = sysv[i].created;
 			sysv[i].key = key;
 			if (size)
 				sysv[i].size = size;
 			sysv[i].created |= (uint8_t)!!created;
-			return;
+			return was;
 		}
 	if (nsysv == MAX_SYSV) {
 		/* Forget a segment we only opened; created ones matter for cleanup. */
@@ -263,11 +264,12 @@ SK_HOT_SYSV void sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int cre
 		for (i = 0; i < nsysv && sysv[i].created; i++)
 			;
 		if (i == nsysv)
-			return;
+			return 0;
 		sysv[i] = sysv[--nsysv];
 	}
 	sysv[nsysv++] = (struct sk_sysv){ .shmid = shmid, .key = key, .size = size,
 					  .created = (uint8_t)!!created };
+	return 0;
 }
 
 SK_HOT_SYSV int sk_sysv_get(int32_t shmid, struct sk_sysv *out)

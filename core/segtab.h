@@ -80,7 +80,9 @@ struct sk_sysv {
 	uint64_t size;
 	uint8_t created;          /* created by this process and not removed */
 };
-void sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created);
+/* Returns whether shmid was known already as created by this process (a
+ * thread of ours claimed it first, or we created it before). */
+int sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created);
 int sk_sysv_get(int32_t shmid, struct sk_sysv *out);
 void sk_sysv_forget(int32_t shmid);
 void sk_sysv_foreach(void (*fn)(const struct sk_sysv *, void *), void *arg);

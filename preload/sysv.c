@@ -58,7 +58,11 @@ SK_HOT_SYSV SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 		uint64_t segsz = size;
 		uint32_t mode = (uint32_t)shmflg & 0777, cuid = sk_euid;
 		struct sk_sysv known;
-		if ((shmflg & IPC_CREAT) && (key == IPC_PRIVATE || (shmflg & IPC_EXCL))) {
+		/* IPC_PRIVATE always makes a new segment, IPC_CREAT or not
+		 * (shmget(2); Perl's IPC::SharedMem passes no IPC_CREAT). */
+		bool certain = key == IPC_PRIVATE ||
+			       (shmflg & (IPC_CREAT | IPC_EXCL)) == (IPC_CREAT | IPC_EXCL);
+		if (certain) {
 			flags |= SK_F_CREATED;   /* the common case: no table lookup */
 		} else if (known_segment(ret, &known)) {
 			segsz = known.size;
@@ -80,7 +84,11 @@ SK_HOT_SYSV SK_EXPORT int shmget(key_t key, size_t size, int shmflg)
 			}
 		}
 		if (sk_tab_lock()) {
-			sk_sysv_note(ret, key, segsz, flags & SK_F_CREATED);
+			/* Two threads racing shmget(key, IPC_CREAT) both pass the
+			 * test above: the first to note it is the creator
+			 * (LTP's mtest07 shm_test counted both). */
+			if (sk_sysv_note(ret, key, segsz, flags & SK_F_CREATED) && !certain)
+				flags &= ~(unsigned)SK_F_CREATED;
 			sk_tab_unlock();
 		}
 		if (logging)

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Creation that shmget's flags do not announce: IPC_PRIVATE without
+# IPC_CREAT creates (and leaks here), and of two threads racing
+# shmget(key, IPC_CREAT) only one is the creator (each round's segment is
+# created once and removed once, not counted twice with a phantom
+# "removed by an unrecorded process").
+. "$top_srcdir/tests/lib.sh"
+need_lib
+prog=$SHMK_TESTBIN/sysv_create
+[ -x "$prog" ] || hard "not built: $prog"
+
+"$SHMK_TOOL" run --log-dir="$WORK/p" -- "$prog" private >"$WORK/p.out" 2>"$WORK/p.err"
+rc=$?
+id=$(cat "$WORK/p.out")
+[ -n "$id" ] && CLEANUP="ipcrm -m $id"
+[ $rc = 0 ] || { cat "$WORK/p.err"; fail "private: exit status $rc"; }
+grep -q "SysV shmid $id key IPC_PRIVATE, 8192 bytes" "$WORK/p.err" ||
+	{ cat "$WORK/p.err"; fail "private: IPC_PRIVATE without IPC_CREAT not reported as a leak"; }
+grep -q '^LEAK SUMMARY: 1 segment leaked, 8192 bytes$' "$WORK/p.err" ||
+	{ cat "$WORK/p.err"; fail "private: summary"; }
+note "ok: IPC_PRIVATE without IPC_CREAT is a creation"
+
+n=150
+"$SHMK_TOOL" run --log-dir="$WORK/r" -- "$prog" race $n >"$WORK/r.out" 2>"$WORK/r.err"
+rc=$?
+[ $rc = 0 ] || { cat "$WORK/r.err"; fail "race: exit status $rc"; }
+grep -q "^== shmkeeper: 1 process, $n segments created, $n removed (0 by another process), 0 leaked" "$WORK/r.err" ||
+	{ cat "$WORK/r.err"; fail "race: each racing round is one creation and one removal"; }
+grep -q "unrecorded process" "$WORK/r.err" && { cat "$WORK/r.err"; fail "race: phantom removal"; }
+note "ok: racing shmget(IPC_CREAT) threads make one creation"
+exit 0
