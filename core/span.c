@@ -2349,6 +2349,26 @@ void sk_span_fini(void)
 	SK_ERRNO = saved;
 }
 
+/* The process ends without destructors (_exit, _Exit, a fatal signal's
+ * default action): leaves the table as sk_span_fini does, so that the last
+ * user still unlinks it (a fork child that _exits was the common case of a
+ * table left in /dev/shm), but does not unmap it. Not in a vfork child,
+ * which runs on our memory and would take our slot. */
+void sk_span_exit(void)
+{
+	if (!S.tab || S.pid != (pid_t)syscall(SYS_getpid) || enter() < 0)
+		return;
+	int saved = SK_ERRNO;
+	char name[128];
+	if (sk_span_table_name(&S.cfg, name, sizeof name) > 0 && tab_lock(S.tab) == 0) {
+		spare_drop(S.tab);    /* also tells the queued removals */
+		leave_table(S.tab, name);
+		tab_unlock(S.tab);
+	}
+	leave();
+	SK_ERRNO = saved;
+}
+
 int sk_span_table_collect(const char *name)
 {
 	int saved = SK_ERRNO, r;

@@ -331,6 +331,12 @@ void sk_span_removed(const struct sk_span_key *key);
  * when re-entered. */
 void sk_span_flush(void);
 
+/* The process ends without the destructor (_exit, _Exit, the default action
+ * of a fatal signal the library handles): tells the queued removals and
+ * leaves the table like sk_span_fini (the last user unlinks it), without
+ * unmapping it. Does nothing in a vfork child or when re-entered. */
+void sk_span_exit(void);
+
 /* Fork handlers: see the integration note. The child handler is not AS-safe
  * in the POSIX sense but runs in the single-threaded child. */
 void sk_span_fork_prepare(void);

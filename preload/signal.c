@@ -263,7 +263,7 @@ static void dispatch(int sig, siginfo_t *info, void *uc)
 		sigprocmask(SIG_BLOCK, &async, NULL);
 		sk_cleanup_terminate(sig, WAIT_MS);
 	}
-	sk_span_flush();   /* the removals sk_span_fini would have told */
+	sk_span_exit();    /* what sk_span_fini would have done */
 	default_action(sig, info);
 }
 
@@ -323,7 +323,7 @@ SK_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 
 /* exit() reaches the cleanups and sk_span_fini through the library's
  * destructor (preload/state.c); _exit and _Exit skip destructors, so they run
- * the cleanups and tell the span the removals it queued here. glibc calls its
+ * the cleanups and leave the span's table here. glibc calls its
  * own _exit internally (not through here): that is exit's path, and
  * posix_spawn's child's. */
 static _Noreturn void forward_exit(void (*real)(int), int status)
@@ -331,7 +331,7 @@ static _Noreturn void forward_exit(void (*real)(int), int status)
 	if (!sk_unlikely(sk_busy)) {
 		if (sk_cleanup_wanted() && sk_cleanup_in_owner())
 			sk_cleanup_terminate(0, WAIT_MS);
-		sk_span_flush();
+		sk_span_exit();
 	}
 	if (real)
 		real(status);

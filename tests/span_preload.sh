@@ -140,6 +140,17 @@ set -- $(cat "$dir/nolog.out") x x x x x x
 check "no log: SysV placed in the span ($2), one address ($3)" sh -c "[ \$(( $2 >= 0x$s && $2 < 0x$s + 0x10000 )) -eq 1 ] && [ '$3' = 1 ]"
 check "no log: POSIX placed in the span ($5), one address ($6)" sh -c "[ \$(( $5 >= 0x$s && $5 < 0x$s + 0x10000 )) -eq 1 ] && [ '$6' = 1 ]"
 
+# 5b. The table's last user ends with _exit (no destructor runs), as the
+# process itself or as a fork child that alone used the span: it still
+# removes the table (found running LTP: the file stayed in /dev/shm).
+for who in self child; do
+	s=$(span_at 2)
+	run "quit-$who" 0x$s:1G warn quit $who; rc=$?
+	set -- $(sed -n 's/^quit //p' "$dir/quit-$who.out") x
+	check "_exit ($who): placed in the span ($1), rc=$rc" sh -c "[ $rc -eq 0 ] && [ \$(( $1 >= 0x$s && $1 < 0x$s + 0x40000000 )) -eq 1 ]"
+	check "_exit ($who): its table removed" sh -c "! ls /dev/shm | grep -q '^shmkeeper\.span\..*\.$s\.'"
+done
+
 # 6. Nothing left: our segments, objects and the tables of our spans.
 check "no SysV segment left" sh -c "! ipcs -m | grep -q \"$(printf '0x%08x' "$key")\""
 check "no POSIX object left" sh -c "! ls /dev/shm | grep -q '^span_preload_$$'"

@@ -23,6 +23,7 @@
  *       a 4 KiB POSIX object NAME, each created, attached without an
  *       address, touched, detached and removed; prints "sysv ADDR K" and
  *       "posix ADDR K": the first address and how many distinct ones.
+ *   span_prog quit self|child    see quit() below: ends with _exit.
  * Exit 1 on a failed check. */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +34,7 @@
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -279,6 +281,30 @@ static int cycle(int n, const char *name)
 	return 0;
 }
 
+/* quit self|child: a private SysV segment attached without an address,
+ * detached and removed, by this process or by a fork child; whichever did
+ * it ends with _exit, which runs no destructor. Prints "quit ADDR". */
+static int quit(const char *who)
+{
+	pid_t pid = strcmp(who, "child") == 0 ? fork() : 0;
+	if (pid < 0)
+		return 1;
+	if (pid > 0) {
+		int st;
+		if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+			return 1;
+		return WEXITSTATUS(st);
+	}
+	int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+	void *p = id < 0 ? (void *)-1 : shmat(id, NULL, 0);
+	if (p == (void *)-1)
+		_exit(1);
+	printf("quit %p\n", p);
+	shmdt(p);
+	shmctl(id, IPC_RMID, NULL);
+	_exit(0);
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -292,6 +318,8 @@ int main(int argc, char **argv)
 		return fixed((void *)(uintptr_t)strtoull(argv[2], NULL, 0));
 	if (argc == 4 && strcmp(argv[1], "cycle") == 0)
 		return cycle(atoi(argv[2]), argv[3]);
-	fprintf(stderr, "usage: span_prog make|join KEY NAME DIR | one SIZE NAME | fixed ADDR | cycle N NAME\n");
+	if (argc == 3 && strcmp(argv[1], "quit") == 0)
+		return quit(argv[2]);
+	fprintf(stderr, "usage: span_prog make|join KEY NAME DIR | one SIZE NAME | fixed ADDR | cycle N NAME | quit self|child\n");
 	return 2;
 }

@@ -3,7 +3,8 @@
 # sweep of the real machine would take other tests' segments): a creator
 # killed with SIGKILL leaves a SysV segment and a POSIX object; --dry-run
 # lists them and removes nothing; sweep removes them and keeps, saying why,
-# what a live process created and holds; without logs a POSIX object is kept.
+# what a live process created and holds; without logs a POSIX object is kept;
+# the span table is kept while mapped, removed once its users were killed.
 P=${SHMK_TESTBIN:-tests}/cleanup_shmprog
 test -x "$P" || { echo "SKIP: $P not built"; exit 77; }
 test -x "$SHMK_TOOL" && test -f "$SHMK_LIB" || { echo "SKIP: tool or library not built"; exit 77; }
@@ -51,4 +52,21 @@ echo "$out"
 	{ echo "FAIL: sweep left the dead creator's segments"; fail=1; }
 sysv_exists "$live_id" && test -e /dev/shm/sk_live ||
 	{ echo "FAIL: sweep removed a live process's segments"; fail=1; }
+
+# The library's span table: both processes placed in it, the live one still
+# maps it (kept); once that one is SIGKILLed too, nobody unlinks it, and
+# sweep does.
+ls /dev/shm | grep -q '^shmkeeper\.span\.' ||
+	{ echo "FAIL: no span table (the programs attach without an address)"; fail=1; }
+echo "$out" | grep -q "^kept .*span table /dev/shm/shmkeeper\.span\..*in use by pid $live_pid" ||
+	{ echo "FAIL: the span table in use is not kept with its reason"; fail=1; }
+kill -KILL $live; wait $live 2>/dev/null; live=
+test -n "$(ls /dev/shm | grep '^shmkeeper\.span\.')" ||
+	{ echo "FAIL: a SIGKILLed last user removed the span table (test broken)"; fail=1; }
+out=$("$SHMK_TOOL" sweep)
+echo "$out"
+echo "$out" | grep -q "^removed  span table /dev/shm/shmkeeper\.span\..*no process maps it" ||
+	{ echo "FAIL: sweep did not say it removed the span table"; fail=1; }
+test -z "$(ls /dev/shm | grep '^shmkeeper\.span\.')" ||
+	{ echo "FAIL: sweep left the span table of SIGKILLed users"; fail=1; }
 exit $fail

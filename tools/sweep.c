@@ -391,6 +391,26 @@ static void sweep_posix(const struct model *m, struct tally *t)
 		snprintf(what, sizeof(what), "POSIX /%s, %llu bytes", de->d_name,
 			 (unsigned long long)st.st_size);
 		snprintf(path, sizeof(path), "/dev/shm/%s", de->d_name);
+		if (strncmp(de->d_name, "shmkeeper.span.", 15) == 0) {
+			/* The library's placement table: every user maps it
+			 * until it ends, and the last one unlinks it; one that
+			 * nobody maps was left by a SIGKILLed last user. */
+			snprintf(what, sizeof(what), "span table /dev/shm/%s", de->d_name);
+			if (!h)
+				h = holders_scan();
+			pid_t who = holders_find(h, st.st_dev, st.st_ino);
+			if (who) {
+				snprintf(why, sizeof(why), "in use by pid %d", (int)who);
+				verdict(t, what, false, why, "shmkeeper's own", NULL, NULL);
+			} else if (holders_unreadable(h)) {
+				verdict(t, what, false, "the mappings of some processes could not be read",
+					"shmkeeper's own", NULL, NULL);
+			} else {
+				verdict(t, what, true, "no process maps it (its last user was killed)",
+					"shmkeeper's own", rm_path, path);
+			}
+			continue;
+		}
 		const struct tseg *s = logged_posix(m, de->d_name, st.st_dev, st.st_ino);
 		origin(s, orig, sizeof(orig));
 		if (!s) {
