@@ -4,13 +4,17 @@
  *            does it), then leaks it; prints its shmid.
  *   race     ROUNDS times, two threads race shmget(key, IPC_CREAT) on a
  *            fresh key: one creates, the other opens; then one IPC_RMID.
- *            Prints the number of rounds. */
+ *            Prints the number of rounds.
+ *   forkdt   creates and attaches a segment, forks a child that detaches
+ *            the attachment it inherited and _exits; detaches and leaks it.
+ *            Prints its shmid. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static pthread_barrier_t bar;
@@ -55,6 +59,23 @@ int main(int argc, char **argv)
 		printf("%d\n", rounds);
 		return 0;
 	}
-	fprintf(stderr, "usage: sysv_create private|race [ROUNDS]\n");
+	if (argc > 1 && !strcmp(argv[1], "forkdt")) {
+		int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+		char *p = id < 0 ? (char *)-1 : shmat(id, NULL, 0);
+		if (p == (char *)-1)
+			return 1;
+		printf("%d\n", id);
+		fflush(stdout);
+		pid_t c = fork();
+		if (c == 0) {
+			shmdt(p);
+			_exit(0);
+		}
+		int st;
+		waitpid(c, &st, 0);
+		shmdt(p);
+		return 0;
+	}
+	fprintf(stderr, "usage: sysv_create private|race [ROUNDS]|forkdt\n");
 	return 2;
 }

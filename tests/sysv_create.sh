@@ -3,7 +3,8 @@
 # IPC_CREAT creates (and leaks here), and of two threads racing
 # shmget(key, IPC_CREAT) only one is the creator (each round's segment is
 # created once and removed once, not counted twice with a phantom
-# "removed by an unrecorded process").
+# "removed by an unrecorded process"); and an attachment a fork child
+# inherited and detached is listed once.
 . "$top_srcdir/tests/lib.sh"
 need_lib
 prog=$SHMK_TESTBIN/sysv_create
@@ -28,4 +29,21 @@ grep -q "^== shmkeeper: 1 process, $n segments created, $n removed (0 by another
 	{ cat "$WORK/r.err"; fail "race: each racing round is one creation and one removal"; }
 grep -q "unrecorded process" "$WORK/r.err" && { cat "$WORK/r.err"; fail "race: phantom removal"; }
 note "ok: racing shmget(IPC_CREAT) threads make one creation"
+# A fork child's log lists the attachment it inherited, which the parent's
+# fork record also gives: one inherited use, its explicit detach, and no
+# second attach or implicit detach at exit (found running real programs).
+"$SHMK_TOOL" run --log-dir="$WORK/f" -- "$prog" forkdt >"$WORK/f.out" 2>"$WORK/f.err"
+rc=$?
+id=$(cat "$WORK/f.out")
+[ -n "$id" ] && CLEANUP="$CLEANUP; ipcrm -m $id"
+[ $rc = 0 ] || { cat "$WORK/f.err"; fail "forkdt: exit status $rc"; }
+sed -n '/Leak 1/,/created at/p' "$WORK/f.err" >"$WORK/f.block"
+grep -q "SysV shmid $id key IPC_PRIVATE, 4096 bytes, perms 0600, 1 attach$" "$WORK/f.block" ||
+	{ cat "$WORK/f.err"; fail "forkdt: one attach call"; }
+[ "$(grep -c 'inherited by pid' "$WORK/f.block")" = 1 ] &&
+[ "$(grep -c 'attached  by pid' "$WORK/f.block")" = 1 ] &&
+[ "$(grep -c 'detached  by pid' "$WORK/f.block")" = 2 ] &&
+! grep -q 'implicitly' "$WORK/f.block" ||
+	{ cat "$WORK/f.err"; fail "forkdt: the child's inherited attachment counted twice"; }
+note "ok: an inherited attachment is listed once"
 exit 0

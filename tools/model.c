@@ -864,17 +864,35 @@ static struct tseg *sysv_for(struct state *st, const struct cur *c, int32_t shmi
 	return s;
 }
 
+/* Whether p holds an attachment of s at addr. */
+static bool att_has(struct state *st, const struct tproc *p, const struct tseg *s, uint64_t addr)
+{
+	struct hkey k = att_key(p, addr);
+	uint64_t *v = hm_get(&st->atts_by, &k);
+
+	return v && st->atts[*v - 1].s == s;
+}
+
 static void attach(struct state *st, const struct cur *c, struct tseg *s,
 		   uint64_t addr, uint64_t len, unsigned flags)
 {
+	bool inherited = flags & SK_F_INHERITED;
+
+	/* A fork child's log lists what it inherited; the parent's fork
+	 * record gave it already (on_fork), whichever came first. */
+	if (inherited && att_has(st, c->p, s, addr))
+		return;
 	struct hist *h = hist_of(st, s, c->p);
 	struct tuse *u = hist_add(st, h, USE_ATTACH, c->mono);
 
 	u->addr = addr;
 	u->len = len;
-	u->placed = flags & SK_F_PLACED;
-	s->attaches++;
-	s->placed += u->placed;
+	u->inherited = inherited;
+	if (!inherited) {   /* attach calls, as the header counts them */
+		u->placed = flags & SK_F_PLACED;
+		s->attaches++;
+		s->placed += u->placed;
+	}
 	att_add(st, c->p, s, addr, len, h);
 }
 
@@ -1068,6 +1086,8 @@ static void on_fork(struct state *st, const struct cur *c)
 			if (st->atts[j].p != c->p)
 				continue;
 			struct att a = st->atts[j];
+			if (att_has(st, ch, a.s, a.addr))
+				continue;   /* the child's own record came first */
 			struct hist *h = hist_of(st, a.s, ch);
 			struct tuse *u = hist_add(st, h, USE_ATTACH, c->mono);
 			u->addr = a.addr;
