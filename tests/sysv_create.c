@@ -7,7 +7,10 @@
  *            Prints the number of rounds.
  *   forkdt   creates and attaches a segment, forks a child that detaches
  *            the attachment it inherited and _exits; detaches and leaks it.
- *            Prints its shmid. */
+ *            Prints its shmid.
+ *   execdt   creates and attaches a segment, execs /bin/true (which makes
+ *            no call of its own): the attachment goes at exec.
+ *   attach ID  attaches and detaches segment ID. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +79,19 @@ int main(int argc, char **argv)
 		shmdt(p);
 		return 0;
 	}
-	fprintf(stderr, "usage: sysv_create private|race [ROUNDS]|forkdt\n");
+	if (argc > 1 && !strcmp(argv[1], "execdt")) {
+		int id = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+		if (id < 0 || shmat(id, NULL, 0) == (void *)-1)
+			return 1;
+		printf("%d\n", id);
+		fflush(stdout);
+		execl("/bin/true", "true", (char *)NULL);
+		return 1;
+	}
+	if (argc > 2 && !strcmp(argv[1], "attach")) {
+		void *p = shmat(atoi(argv[2]), NULL, 0);
+		return p == (void *)-1 || shmdt(p) != 0;
+	}
+	fprintf(stderr, "usage: sysv_create private|race [ROUNDS]|forkdt|execdt|attach ID\n");
 	return 2;
 }

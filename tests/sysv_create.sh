@@ -4,7 +4,8 @@
 # shmget(key, IPC_CREAT) only one is the creator (each round's segment is
 # created once and removed once, not counted twice with a phantom
 # "removed by an unrecorded process"); and an attachment a fork child
-# inherited and detached is listed once.
+# inherited and detached is listed once; an exec that logs nothing ends
+# attachments at exec; a segment of an unrecorded creator has its size.
 . "$top_srcdir/tests/lib.sh"
 need_lib
 prog=$SHMK_TESTBIN/sysv_create
@@ -46,4 +47,26 @@ grep -q "SysV shmid $id key IPC_PRIVATE, 4096 bytes, perms 0600, 1 attach$" "$WO
 ! grep -q 'implicitly' "$WORK/f.block" ||
 	{ cat "$WORK/f.err"; fail "forkdt: the child's inherited attachment counted twice"; }
 note "ok: an inherited attachment is listed once"
+
+# An exec whose new image records nothing still ends the attachments at
+# exec, not at exit (found with perl: shmat, then exec).
+"$SHMK_TOOL" run --log-dir="$WORK/e" -- "$prog" execdt >"$WORK/e.out" 2>"$WORK/e.err"
+id=$(cat "$WORK/e.out")
+[ -n "$id" ] && CLEANUP="$CLEANUP; ipcrm -m $id"
+grep -q "detached  by pid .* implicitly at exec" "$WORK/e.err" ||
+	{ cat "$WORK/e.err"; fail "execdt: the attachment dropped by exec is said to go at exit"; }
+note "ok: an exec ends the attachments at exec"
+
+# A segment made by an unrecorded process (ipcmk without the library) and
+# attached by a recorded one has the size the attach saw, not 0.
+if command -v ipcmk >/dev/null 2>&1; then
+	id=$(ipcmk -M 40960 | sed -n 's/^Shared memory id: //p')
+	[ -n "$id" ] || hard "ipcmk -M failed"
+	CLEANUP="$CLEANUP; ipcrm -m $id"
+	"$SHMK_TOOL" run --log-dir="$WORK/a" --format=json -- "$prog" attach "$id" 2>"$WORK/a.json" ||
+		{ cat "$WORK/a.json"; fail "attach: exit status"; }
+	grep -q "\"shmid\": $id, .*\"size\": 40960" "$WORK/a.json" ||
+		{ cat "$WORK/a.json"; fail "attach: an unrecorded creator's segment has size 0"; }
+	note "ok: an unrecorded creator's segment has its attached size"
+fi
 exit 0

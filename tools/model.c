@@ -878,6 +878,11 @@ static void attach(struct state *st, const struct cur *c, struct tseg *s,
 {
 	bool inherited = flags & SK_F_INHERITED;
 
+	/* Made by an unrecorded process (an X client of a preloaded server):
+	 * the attach knows the size. */
+	if (s->kind == SEG_SYSV && !s->size && len)
+		s->size = len;
+
 	/* A fork child's log lists what it inherited; the parent's fork
 	 * record gave it already (on_fork), whichever came first. */
 	if (inherited && att_has(st, c->p, s, addr))
@@ -1167,6 +1172,10 @@ static void replay(struct state *st, const struct cur *c)
 	case SK_EV_EXEC:
 		free(c->p->exec_path);
 		c->p->exec_path = xstrdup(c->ev->name ? c->ev->name : "");
+		c->p->exec_last = true;
+		break;
+	case SK_EV_EXEC_FAILED:
+		c->p->exec_last = false;
 		break;
 	default: break;
 	}
@@ -1371,7 +1380,8 @@ static void end_attachments(struct state *st)
 		u->len = a->len;
 		u->implicit = true;
 		u->at_end = true;
-		u->at_exec = a->p->exec_next != NULL;
+		/* The next image logs only if it makes a call of its own. */
+		u->at_exec = a->p->exec_next != NULL || a->p->exec_last;
 	}
 	free(st->atts);
 	st->atts = NULL;

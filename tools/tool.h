@@ -78,6 +78,8 @@ struct tproc {
 	bool exited;                /* SK_EV_EXIT seen */
 	int exit_status;
 	char *exec_path;            /* last SK_EV_EXEC path */
+	bool exec_last;             /* its last exec record did not fail: the
+				     * image ended by exec, logged next or not */
 	unsigned holes, bad;        /* reader diagnostics in this file */
 	bool truncated;
 	unsigned warnings;          /* SK_EV_WARN records */
