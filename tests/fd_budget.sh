@@ -14,8 +14,8 @@ need_lib
 prog=$SHMK_TESTBIN/fd_budget
 [ -x "$prog" ] || hard "$prog not built"
 hard_lim=$(ulimit -H -n)
-[ "$hard_lim" = unlimited ] || [ "$hard_lim" -gt 258 ] ||
-	skip "the hard RLIMIT_NOFILE ($hard_lim) leaves no room above a soft limit of 256"
+[ "$hard_lim" = unlimited ] || [ "$hard_lim" -ge 512 ] ||
+	skip "the hard RLIMIT_NOFILE ($hard_lim) is below 512: no room to raise a soft limit of 256"
 n1="/${UNIQ}_a"
 n2="/${UNIQ}_b"
 CLEANUP="rm -f /dev/shm/${UNIQ}_*"
@@ -50,6 +50,25 @@ grep -q 'took the unwinder' "$WORK/raise" || fail "raise: the dup2 over the libr
 "$SHMK_TOOL" report "$log" >"$WORK/report2" 2>&1
 grep -q 'fdb_after_raise .*fd_budget.c:[0-9]' "$WORK/report2" ||
 	fail "no backtrace to fdb_after_raise after the program raised its limit: $(cat "$WORK/report2")"
+
+# The program lowers its hard limit under the pipe, then closes every fd:
+# the pipe cannot be put back, and need not be (the program cannot have
+# those numbers); backtraces go on.
+log=$(new_logdir)
+with_preload "$log" "$prog" lower "/${UNIQ}_c" >"$WORK/lower" 2>&1 || fail "lower: $(cat "$WORK/lower")"
+! grep -q 'without backtraces' "$WORK/lower" || fail "lower: backtraces stopped: $(cat "$WORK/lower")"
+"$SHMK_TOOL" report "$log" >"$WORK/report3" 2>&1
+grep -q 'fdb_after_lower .*fd_budget.c:[0-9]' "$WORK/report3" ||
+	fail "no backtrace to fdb_after_lower after the pipe was lost: $(cat "$WORK/report3")"
+
+# Hard limit == soft limit: no room above, the pipe goes below the limit,
+# as before; close_range still puts it back and backtraces go on.
+log=$(new_logdir)
+(ulimit -n 256 && with_preload "$log" "$prog" budget "/${UNIQ}_d") >"$WORK/flat" 2>&1 ||
+	fail "hard == soft: $(cat "$WORK/flat")"
+"$SHMK_TOOL" report "$log" >"$WORK/report4" 2>&1
+grep -q 'fdb_after_closerange .*fd_budget.c:[0-9]' "$WORK/report4" ||
+	fail "hard == soft: no backtrace after close_range: $(cat "$WORK/report4")"
 
 log=$(new_logdir)
 with_preload "$log" "$prog" threads >"$WORK/threads" 2>&1 || fail "threads: $(cat "$WORK/threads")"
