@@ -95,8 +95,10 @@ SK_HOT static void modules_check(void **pcs, int from, int n, uint64_t now)
  * it: it would shift every fd number the program gets afterwards
  * (tests/diff_transparency.sh found it) and sit where the program closes or
  * dup2s. The flag is set around every call into libunwind; the pipe2 wrapper
- * (preload/posix.c) moves a pipe made then to the top of the fd range and
- * notes it in sk_unw_fd ({lo, hi}, INT_MAX until known). */
+ * (preload/posix.c) moves a pipe made then at or above the soft
+ * RLIMIT_NOFILE, where the program gets no fd (below it, at limit-16, only
+ * where the limit cannot be raised), and notes it in sk_unw_fd ({lo, hi},
+ * INT_MAX until known). */
 SK_TLS int sk_rec_in_unwind;
 int sk_unw_fd[2] = { INT_MAX, INT_MAX };
 static SK_TLS int bt_mine;   /* this thread is inside libunwind (see below) */

@@ -11,6 +11,7 @@
  * attachment, they cost a load and a branch (segtab.h) and nothing else. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -473,26 +474,181 @@ static void fd_unmark(int fd)
 }
 
 /* libunwind's pipe (core/record.c): libunwind validates addresses by
- * reading and writing a byte through it, so it must stay libunwind's. The
- * pipe2 wrapper below moves it to the top of the fd range; a program that
- * closes those numbers (close, close_range) gets the pipe put back at once;
- * one that dup2s its own fd onto them takes them for good, and then the
- * library stops taking backtraces rather than let libunwind touch the
- * program's fd. */
+ * reading and writing a byte through it, so it must stay libunwind's, at
+ * the numbers libunwind keeps (mem_validate_pipe, static in its Ginit.c).
+ *
+ * The pipe2 wrapper below moves it AT OR ABOVE the soft RLIMIT_NOFILE: the
+ * kernel gives the program no new fd there (open, dup, F_DUPFD, dup2 all
+ * stop below the soft limit), and an fd already there stays valid. So the
+ * program opens as many files as without the library and sees the same
+ * numbers below its limit (tests/fd_budget.sh; LTP's shm_open/38-1 counted
+ * 19994 files instead of 19996 when the pipe sat at limit-16). F_DUPFD
+ * only takes a floor below the limit, so the library's numbers are out of
+ * reach: the soft limit is raised by 2 (never past the hard limit) for the
+ * two F_DUPFD_CLOEXEC calls and put back at once. Where that cannot be
+ * done (hard == soft, a soft limit too close to fs.nr_open, a refusal,
+ * numbers there already taken), the pipe goes to the top of the range
+ * below the limit, at limit-16, as before.
+ *
+ * A program that closes those numbers (close, close_range) gets the pipe
+ * put back at once, at the same numbers (dup3 there needs the limit above
+ * them, raised the same way); one that dup2s its own fd onto them (it
+ * raised its limit first) takes them for good, and then the library stops
+ * taking backtraces rather than let libunwind touch the program's fd.
+ *
+ * The raise lasts a few syscalls, with raw syscalls that no interposer
+ * sees. In that window another thread (or a signal handler) that opens an
+ * fd gets a number at or above the old limit only if every number below it
+ * is in use, where it would have had EMFILE: accepted, the program is then
+ * holding a valid fd it could not have had, and the library's F_DUPFD
+ * lands higher or fails (then the pipe goes below the limit). A getrlimit
+ * in the window sees the raised value; a setrlimit in the window is kept
+ * (nofile_restore). A program that lowers its soft limit later leaves the
+ * pipe valid; a fork child inherits it; exec closes it (CLOEXEC). */
+static int unw_pipe[2] = { -1, -1 };    /* libunwind's {read, write} */
+
+/* The kernel's struct rlimit64, for SYS_prlimit64. */
+struct nofile {
+	uint64_t cur, max;
+};
+
+static int nofile_get(struct nofile *l)
+{
+	return syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, l) == 0 ? 0 : -1;
+}
+
+/* Raises the soft limit from old->cur to `want`, capped at the hard limit;
+ * returns the soft limit now in force (old->cur if it was not raised). */
+static uint64_t nofile_raise(const struct nofile *old, uint64_t want)
+{
+	if (want > old->max)     /* RLIM_INFINITY is UINT64_MAX: no cap */
+		want = old->max;
+	if (want <= old->cur)
+		return old->cur;
+	struct nofile up = { want, old->max };
+	if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, &up, NULL) != 0)
+		return old->cur;
+	return want;
+}
+
+/* Puts back the limits of `old`, which nofile_raise raised to `raised`. If
+ * the program changed them in between (another thread, a signal handler),
+ * its change stands: the exchange returns what was in force, and that is
+ * put back when it is not ours. If the kernel refuses old (the program
+ * lowered the hard limit in between), the program's limits stand. */
+static void nofile_restore(const struct nofile *old, uint64_t raised)
+{
+	struct nofile was;
+	if (raised == old->cur)
+		return;
+	if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, old, &was) != 0)
+		return;
+	if (was.cur != raised || was.max != old->max)
+		syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, &was, NULL);
+}
+
 static int unw_fd(int fd)
 {
 	return fd == sk_unw_fd[0] || fd == sk_unw_fd[1];
 }
 
+static void unw_note(const int fds[2])
+{
+	unw_pipe[0] = fds[0];
+	unw_pipe[1] = fds[1];
+	int lo = fds[0] < fds[1] ? fds[0] : fds[1];
+	sk_unw_fd[1] = fds[0] < fds[1] ? fds[1] : fds[0];
+	/* [0] the smaller, for the fast path in close */
+	__atomic_store_n(&sk_unw_fd[0], lo, __ATOMIC_RELEASE);
+}
+
+/* Moves the pipe libunwind just made; see above. */
+static void unw_place(int fds[2])
+{
+	struct nofile old;
+	if (nofile_get(&old) == 0 && old.cur < (uint64_t)INT_MAX - 2) {
+		uint64_t lim = nofile_raise(&old, old.cur + 2);
+		long a = -1, b = -1;
+		if (lim == old.cur + 2) {
+			a = syscall(SYS_fcntl, fds[0], F_DUPFD_CLOEXEC, (long)old.cur);
+			if (a >= 0)
+				b = syscall(SYS_fcntl, fds[1], F_DUPFD_CLOEXEC, (long)old.cur);
+		}
+		nofile_restore(&old, lim);
+		if (a >= 0 && b >= 0) {
+			syscall(SYS_close, fds[0]);
+			syscall(SYS_close, fds[1]);
+			fds[0] = (int)a;
+			fds[1] = (int)b;
+			unw_note(fds);
+			return;
+		}
+		if (a >= 0)
+			syscall(SYS_close, a);
+	}
+	long floor = 1024;
+	if (nofile_get(&old) == 0 && old.cur < (uint64_t)INT_MAX)
+		floor = (long)old.cur;
+	floor = floor > 64 ? floor - 16 : 3;
+	for (int i = 0; i < 2; i++) {
+		long nfd = syscall(SYS_fcntl, fds[i], F_DUPFD_CLOEXEC, floor);
+		if (nfd >= 0) {
+			syscall(SYS_close, fds[i]);
+			fds[i] = (int)nfd;
+		}
+	}
+	unw_note(fds);
+}
+
+/* The program closed the pipe's numbers: a new pipe goes there at once,
+ * before the program can have them. Above the soft limit, dup3 needs the
+ * limit raised past them; the pipe2 is made in the same window, so that a
+ * program with every fd below its limit in use still gets its pipe back.
+ * If a number cannot be had again, none is kept (libunwind, whose read
+ * then fails with EBADF, makes a new pipe at its next use, which the pipe2
+ * wrapper places): that is safe where the program cannot have the numbers
+ * either, at or above the hard limit; anywhere else the library stops
+ * taking backtraces. */
 static void unw_fds_closed(void)
 {
-	int saved = SK_ERRNO, p[2];
-	if (syscall(SYS_pipe2, p, O_CLOEXEC | O_NONBLOCK) == 0) {
-		for (int i = 0; i < 2; i++) {
-			if (p[i] != sk_unw_fd[i]) {
-				syscall(SYS_dup3, p[i], sk_unw_fd[i], O_CLOEXEC);
+	if (unw_pipe[0] < 0)
+		return;         /* no pipe yet: close(INT_MAX), close_range(x, ~0U) */
+	int saved = SK_ERRNO, p[2], ok = 0, got[2] = { 0, 0 };
+	struct nofile old = { 0, UINT64_MAX };
+	if (nofile_get(&old) == 0) {
+		uint64_t lim = nofile_raise(&old, (uint64_t)sk_unw_fd[1] + 1);
+		if (syscall(SYS_pipe2, p, O_CLOEXEC | O_NONBLOCK) == 0) {
+			/* An end made at the other end's number would be
+			 * replaced by the first dup3: move it aside. */
+			for (int i = 0; i < 2; i++) {
+				if (p[i] != unw_pipe[1 - i])
+					continue;
+				long q = syscall(SYS_fcntl, p[i], F_DUPFD_CLOEXEC, 0L);
+				syscall(SYS_close, p[i]);
+				p[i] = (int)q;
+			}
+			for (int i = 0; i < 2 && p[0] >= 0 && p[1] >= 0; i++) {
+				if (p[i] == unw_pipe[i]) {
+					got[i] = 1;
+					continue;
+				}
+				got[i] = syscall(SYS_dup3, p[i], unw_pipe[i], O_CLOEXEC) >= 0;
 				syscall(SYS_close, p[i]);
 			}
+			for (int i = 0; i < 2 && (p[0] < 0 || p[1] < 0); i++)
+				if (p[i] >= 0)
+					syscall(SYS_close, p[i]);
+			ok = got[0] && got[1];
+		}
+		nofile_restore(&old, lim);
+	}
+	if (!ok) {
+		for (int i = 0; i < 2; i++)
+			if (got[i])
+				syscall(SYS_close, unw_pipe[i]);
+		if ((uint64_t)sk_unw_fd[0] < old.max) {
+			sk_rec_cfg.bt_depth = 0;
+			sk_say("the unwinder's file descriptors could not be put back: events are recorded without backtraces from now on");
 		}
 	}
 	SK_ERRNO = saved;
@@ -527,24 +683,7 @@ SK_EXPORT int pipe2(int fds[2], int flags)
 	if (sk_likely(!sk_rec_in_unwind) || ret != 0)
 		return ret;
 	SK_ENTER();
-	struct rlimit rl;
-	long floor = 1024;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
-		floor = (long)rl.rlim_cur;
-	floor = floor > 64 ? floor - 16 : 3;
-	for (int i = 0; i < 2; i++) {
-		long nfd = syscall(SYS_fcntl, fds[i], F_DUPFD_CLOEXEC, floor);
-		if (nfd >= 0) {
-			syscall(SYS_close, fds[i]);
-			fds[i] = (int)nfd;
-		}
-	}
-	sk_unw_fd[1] = fds[1];
-	__atomic_store_n(&sk_unw_fd[0], fds[0] < fds[1] ? fds[0] : fds[1], __ATOMIC_RELEASE);
-	if (fds[0] > fds[1]) {
-		/* keep [0] the smaller for the fast path in close */
-		sk_unw_fd[1] = fds[0];
-	}
+	unw_place(fds);
 	SK_LEAVE();
 	return ret;
 }
@@ -562,7 +701,8 @@ SK_EXPORT int close_range(unsigned first, unsigned last, int flags)
 			sk_fd_unmark_range(first, last);
 			sk_tab_unlock();
 		}
-		if (sk_unw_fd[0] >= (int)first && (unsigned)sk_unw_fd[0] <= last)
+		if ((sk_unw_fd[0] >= (int)first && (unsigned)sk_unw_fd[0] <= last) ||
+		    (sk_unw_fd[1] >= (int)first && (unsigned)sk_unw_fd[1] <= last))
 			unw_fds_closed();
 		SK_LEAVE();
 	}

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/shm.h>
 #include <sys/prctl.h>
 #include <sys/time.h>
@@ -255,6 +256,16 @@ static int mode_closeall(const int *inherited, int ninh)
 		ours[n++] = p[0];
 		ours[n++] = p[1];
 		int f[64], k = foreign_fds(ours, n, f, 64);
+		/* The library keeps libunwind's pipe at or above the soft
+		 * RLIMIT_NOFILE, where dup2 cannot reach: a program that
+		 * takes those numbers raises its limit first. */
+		struct rlimit rl;
+		for (int i = 0; i < k; i++)
+			if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && (rlim_t)f[i] >= rl.rlim_cur &&
+			    (rlim_t)f[i] < rl.rlim_max) {
+				rl.rlim_cur = (rlim_t)f[i] + 1;
+				setrlimit(RLIMIT_NOFILE, &rl);
+			}
 		/* dup2 over each: the library must not read or write them. */
 		for (int i = 0; i < k; i++)
 			if (dup2(i % 2 ? p[1] : p[0], f[i]) < 0)
