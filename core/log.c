@@ -501,7 +501,7 @@ int sk_log_open(const char *dir, size_t capacity, const struct sk_log_identity *
 	/* Release: a record reserved through L.hdr sees the whole header. */
 	__atomic_store_n(&L.hdr, h, __ATOMIC_RELEASE);
 	sk_rec_init();
-	sk_log_modules();
+	sk_rec_modules();
 	return 0;
 }
 

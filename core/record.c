@@ -121,6 +121,17 @@ void sk_rec_init(void)
 	bt_mine--;
 }
 
+/* The log's first module records, at its opening. Inside a stack walk as
+ * far as a signal handler can tell: sk_log_modules holds its mutex and
+ * glibc's loader lock, and a handler's own backtrace would wait on them for
+ * ever (tests/fault_host.sh signalopen, with a lower fd limit: 3 of 7). */
+void sk_rec_modules(void)
+{
+	bt_mine++;
+	sk_log_modules();
+	bt_mine--;
+}
+
 /* Raw return addresses, innermost first, without the library's own frames.
  * unw_backtrace: ~6 ns a frame; glibc's backtrace() is 20x slower and not
  * async-signal-safe on first use (LESSONS.md). */

@@ -19,6 +19,8 @@ extern struct sk_rec_cfg sk_rec_cfg;
 /* Once per image, before the first event (sk_log_open calls it): the
  * unwinder's first use, while sk_rec_in_unwind is set. */
 void sk_rec_init(void);
+/* The module records at the log's opening, as a stack walk (see record.c). */
+void sk_rec_modules(void);
 /* Set while this thread is inside libunwind: a pipe it makes then is the
  * unwinder's, moved out of the program's way by the pipe2 wrapper, which
  * notes its fds here ({lo, hi}; INT_MAX until then). */
