@@ -2331,17 +2331,24 @@ static bool leave_table(struct tab *t, const char *name)
 	return true;
 }
 
-void sk_span_fini(void)
+/* Drops our spare (telling the queued removals) and leaves the table.
+ * Inside enter(). */
+static void leave_session(void)
 {
-	if (!S.tab || enter() < 0)
-		return;
-	int saved = SK_ERRNO;
 	char name[128];
 	if (sk_span_table_name(&S.cfg, name, sizeof name) > 0 && tab_lock(S.tab) == 0) {
 		spare_drop(S.tab);
 		leave_table(S.tab, name);
 		tab_unlock(S.tab);
 	}
+}
+
+void sk_span_fini(void)
+{
+	if (!S.tab || enter() < 0)
+		return;
+	int saved = SK_ERRNO;
+	leave_session();
 	raw_munmap(S.tab, TAB_SIZE);
 	S.tab = NULL;
 	S.mir.tab = NULL;
@@ -2359,12 +2366,7 @@ void sk_span_exit(void)
 	if (!S.tab || S.pid != (pid_t)syscall(SYS_getpid) || enter() < 0)
 		return;
 	int saved = SK_ERRNO;
-	char name[128];
-	if (sk_span_table_name(&S.cfg, name, sizeof name) > 0 && tab_lock(S.tab) == 0) {
-		spare_drop(S.tab);    /* also tells the queued removals */
-		leave_table(S.tab, name);
-		tab_unlock(S.tab);
-	}
+	leave_session();
 	leave();
 	SK_ERRNO = saved;
 }
