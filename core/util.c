@@ -14,7 +14,8 @@
 
 /* gettid costs a syscall (~1 us on these machines, LESSONS.md); a thread
  * asks once. */
-SK_TLS pid_t sk_tid_cache;
+SK_TLS uint64_t sk_tid_cache;
+SK_HOTDATA uint32_t sk_tid_gen = 1;
 
 SK_HOTDATA sk_vdso_gettime_fn sk_vdso_gettime;
 SK_TLS int *sk_errno_at;
@@ -64,13 +65,17 @@ void sk_clock_init(void)
 
 pid_t sk_tid_slow(void)
 {
-	sk_tid_cache = (pid_t)syscall(SYS_gettid);
-	return sk_tid_cache;
+	pid_t t = (pid_t)syscall(SYS_gettid);
+	uint32_t g = __atomic_load_n(&sk_tid_gen, __ATOMIC_RELAXED);
+	sk_tid_cache = (uint64_t)g << 32 | (uint32_t)t;
+	return t;
 }
 
 void sk_tid_reset(void)
 {
-	sk_tid_cache = 0;
+	/* 0 is never current (see sk_tid): skip it when the count wraps */
+	uint32_t g = __atomic_load_n(&sk_tid_gen, __ATOMIC_RELAXED) + 1;
+	__atomic_store_n(&sk_tid_gen, g ? g : 1, __ATOMIC_RELAXED);
 }
 
 ssize_t sk_read_file(const char *path, char *buf, size_t len)
