@@ -346,3 +346,16 @@ void sk_tab_fork_child(void)
 		sysv[i].created = 0;
 	nposix = 0;
 }
+
+void sk_tab_ipcns_child(void)
+{
+	nsysv = 0;
+	for (unsigned i = 0; i < natt;) {
+		if (att[i].shmid >= 0)
+			att[i] = att[--natt];
+		else
+			i++;
+	}
+	/* The envelope may stay wider than what is left: a hint only. */
+	envelope_reset_if_empty();
+}

@@ -98,6 +98,11 @@ void sk_posix_foreach(void (*fn)(const struct sk_posix *, void *), void *arg);
 
 /* In a fork child: what the parent created is not the child's. */
 void sk_tab_fork_child(void);
+/* In a child in another IPC namespace than its parent's (a raw clone with
+ * CLONE_NEWIPC): the parent's shmids name nothing here, or another segment.
+ * Forgets the SysV segments and the SysV attachments: the mappings stay,
+ * but are not recorded as this namespace's segments. */
+void sk_tab_ipcns_child(void);
 
 /* Drop everything (exec'd image never shares; tests). */
 void sk_tab_reset(void);

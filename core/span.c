@@ -2459,7 +2459,8 @@ void sk_span_fork_parent(void)
 	lunlock();
 }
 
-void sk_span_fork_child(void)
+/* What a child resets of its own copy, whichever table it goes on with. */
+static void fork_child_local(void)
 {
 	atomic_store_explicit(&local_lock, 0, memory_order_relaxed);
 	in_span = 0;
@@ -2481,6 +2482,11 @@ void sk_span_fork_child(void)
 	for (int i = 0; i < S.hwm; i++)
 		if (S.slots[i].state == L_CLAIM)
 			S.slots[i].state = L_MAPPED;
+}
+
+void sk_span_fork_child(void)
+{
+	fork_child_local();
 	if (!S.tab)
 		return;
 	self_ids();
@@ -2494,6 +2500,26 @@ void sk_span_fork_child(void)
 			    S.slots[i].ent < SK_SPAN_ENTS)
 				ent_mark(S.tab, S.slots[i].ent);
 	tab_unlock(S.tab);
+}
+
+void sk_span_ipcns_child(void)
+{
+	fork_child_local();
+	/* The inherited mappings stay where they are, foreign to the table
+	 * this namespace's placements go in: they only block placement. */
+	for (int i = 0; i < S.hwm; i++) {
+		if (S.slots[i].state == L_FREE)
+			continue;
+		S.slots[i].ent = -1;
+		S.slots[i].shmid = -1;
+	}
+	memset(S.cache, 0, sizeof S.cache);
+	/* Not a user of the parent's table, which names the parent's
+	 * namespace's shmids: its entries are neither ours nor stale. The
+	 * next placement opens this namespace's (sk_span_table_name). */
+	if (S.tab)
+		raw_munmap(S.tab, TAB_SIZE);
+	S.tab = NULL;
 }
 
 _Atomic uint64_t *sk_span_test_lock(void)

@@ -97,6 +97,9 @@
  * fork:  prepare: sk_span_fork_prepare();  parent: sk_span_fork_parent();
  *        child: sk_span_fork_child() (inherits the reservation and the
  *        attachments; registers the child as a user of the table).
+ *        A raw clone's child: the same, from the child's first call into
+ *        the library; sk_span_ipcns_child() instead if it is in another
+ *        IPC namespace (CLONE_NEWIPC).
  * vfork: nothing.
  * exec:  nothing before; the new image's constructor calls sk_span_init.
  *
@@ -342,6 +345,10 @@ void sk_span_exit(void);
 void sk_span_fork_prepare(void);
 void sk_span_fork_parent(void);
 void sk_span_fork_child(void);
+/* Instead of sk_span_fork_child in a child in another IPC namespace than
+ * its parent's (a raw clone with CLONE_NEWIPC): leaves the parent's table
+ * alone; the child's placements go in its namespace's table. */
+void sk_span_ipcns_child(void);
 
 /* ---- the table, for tests and the tool -------------------------------- */
 
