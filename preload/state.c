@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -44,6 +45,7 @@ static struct {
 	pid_t ppid;               /* at image start or fork */
 	uint64_t start_ticks;     /* this process's, once known */
 	uint64_t span_addr, span_size;
+	uint64_t ipc_ns;          /* at image start, where a raw clone may change it */
 	int argc;
 	char dir[PATH_MAX];
 	char *argv[64];
@@ -53,6 +55,37 @@ static struct {
 pid_t sk_pid(void)
 {
 	return S.pid;
+}
+
+#ifndef MADV_WIPEONFORK
+#define MADV_WIPEONFORK 18
+#endif
+
+/* The "this process" marker (state.h). Until the library is on, and where
+ * the kernel does not wipe pages for us, a constant. */
+static const uint32_t mark_fixed = SK_MARK_MINE;
+SK_HOTDATA const uint32_t *sk_proc_mark = &mark_fixed;
+
+/* In a private anonymous page of its own: MADV_WIPEONFORK applies to whole
+ * pages of such a mapping (madvise(2); EINVAL before Linux 4.14). Raw
+ * syscalls: the mmap wrapper must not see the library's own mappings. */
+static void mark_init(void)
+{
+	void *p = (void *)syscall(SYS_mmap, NULL, (size_t)sk_page_size, PROT_READ | PROT_WRITE,
+				  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return;
+	if (syscall(SYS_madvise, p, (size_t)sk_page_size, MADV_WIPEONFORK) != 0) {
+		syscall(SYS_munmap, p, (size_t)sk_page_size);
+		return;
+	}
+	*(uint32_t *)p = SK_MARK_MINE;
+	__atomic_store_n(&sk_proc_mark, (const uint32_t *)p, __ATOMIC_RELEASE);
+}
+
+static int mark_wiped(void)
+{
+	return sk_proc_mark != &mark_fixed;
 }
 
 static void copy_args(int argc, char **argv)
@@ -166,7 +199,7 @@ static void span_init(void)
 
 static void atfork_prepare(void) { sk_span_fork_prepare(); sk_tab_atfork_prepare(); sk_rec_atfork_prepare(); }
 static void atfork_parent(void) { sk_rec_atfork_parent(); sk_tab_atfork_parent(); sk_span_fork_parent(); }
-static void atfork_child(void) { sk_rec_atfork_child(); sk_child_after_fork(); }
+static void atfork_child(void) { sk_child_after_fork(); }
 
 static void do_init(void)
 {
@@ -211,9 +244,14 @@ static void do_init(void)
 	S.capacity = parse_size(secure_getenv("SHMKEEPER_LOG_SIZE"), 64u << 20);
 	dl_iterate_phdr(self_cb, (void *)(uintptr_t)&do_init);
 	span_init();
+	mark_init();
+	if (mark_wiped())
+		S.ipc_ns = sk_ns_inode("ipc");
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	__atomic_store_n(&sk_state, SK_ON, __ATOMIC_RELEASE);
 }
+
+static int new_process(void);
 
 int sk_on_slow(void)
 {
@@ -229,6 +267,8 @@ int sk_on_slow(void)
 		/* Another thread initialises, or this one re-entered (then the
 		 * call is forwarded unrecorded). */
 		return 0;
+	} else if (expect == SK_ON) {
+		return new_process();   /* the marker was not ours */
 	}
 	return __atomic_load_n(&sk_state, __ATOMIC_ACQUIRE) == SK_ON;
 }
@@ -319,13 +359,32 @@ static void log_inherited(void)
 	}
 }
 
-void sk_child_after_fork(void)
+/* Set on the thread that runs a new process's reset: a signal handler
+ * that interrupts it is forwarded unrecorded. */
+static SK_TLS int resetting;
+
+/* raw_clone: the child of a raw clone, which may be in an IPC namespace of
+ * its own (CLONE_NEWIPC; fork cannot make one). */
+static void child_reset(int raw_clone)
 {
+	int other_ipc = 0;
+	if (raw_clone && S.ipc_ns) {
+		uint64_t ns = sk_ns_inode("ipc");
+		other_ipc = ns && ns != S.ipc_ns;
+		if (other_ipc)
+			S.ipc_ns = ns;
+	}
+	sk_rec_atfork_child();
 	sk_tid_reset();
 	sk_cleanup_fork_child();      /* _Fork runs no atfork handlers */
 	sk_tab_atfork_child();
 	sk_tab_fork_child();
-	sk_span_fork_child();
+	if (other_ipc) {
+		sk_tab_ipcns_child();
+		sk_span_ipcns_child();
+	} else {
+		sk_span_fork_child();
+	}
 	if (__atomic_load_n(&sk_state, __ATOMIC_ACQUIRE) != SK_ON)
 		return;
 	/* The parent's pid and start time name it in the child's header; a
@@ -339,6 +398,64 @@ void sk_child_after_fork(void)
 	sk_log_forget();
 	sk_log_state = S.dir[0] ? 0 : 2;
 	S.log_opener = 0;
+}
+
+/* Claims the reset of this process: 1 if the caller is to run it. */
+static int reset_claim(uint32_t *seen)
+{
+	uint32_t m = SK_MARK_NEW;
+	if (__atomic_compare_exchange_n((uint32_t *)sk_proc_mark, &m, SK_MARK_RESETTING, 0,
+					__ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+		return 1;
+	*seen = m;
+	return 0;
+}
+
+static void reset_run(int raw_clone)
+{
+	int saved = errno;
+	resetting = 1;
+	child_reset(raw_clone);
+	resetting = 0;
+	errno = saved;
+	/* release: the reset's stores before the word other threads wait on */
+	__atomic_store_n((uint32_t *)sk_proc_mark, SK_MARK_MINE, __ATOMIC_RELEASE);
+}
+
+/* sk_on found the marker not ours: a child of a raw clone (or of fork,
+ * before its atfork handler ran) at its first call into the library. The
+ * thread that claims it runs the reset; any other thread of the child waits
+ * for it (sched_yield, as the log's opener does). Async-signal-safe as the
+ * atfork handler's reset is: atomics, raw syscalls, no lock taken but the
+ * span table's, which no thread of this process holds yet. */
+static int new_process(void)
+{
+	uint32_t m;
+	if (reset_claim(&m)) {
+		reset_run(1);
+		return 1;
+	}
+	if (m == SK_MARK_MINE)
+		return 1;
+	if (resetting)
+		return 0;            /* a handler interrupted our own reset */
+	while (__atomic_load_n(sk_proc_mark, __ATOMIC_ACQUIRE) != SK_MARK_MINE)
+		sched_yield();
+	return 1;
+}
+
+void sk_child_after_fork(void)
+{
+	uint32_t m;
+	/* Without the marker page, every fork child is reset here. With it, a
+	 * signal handler of this child may have recorded, and so reset it,
+	 * before the atfork handler ran (m is then SK_MARK_MINE). */
+	if (!mark_wiped()) {
+		child_reset(0);
+		return;
+	}
+	if (reset_claim(&m))
+		reset_run(0);
 }
 
 /* exit() and return from main pass their status to on_exit handlers (not to

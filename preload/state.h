@@ -35,14 +35,34 @@ static inline uint64_t sk_page_round(uint64_t n)
 	return (n + sk_page_size - 1) & ~(sk_page_size - 1);
 }
 
-/* Slow path of sk_on(): initialises on first use. */
+/* Slow path of sk_on(): initialises on first use, and resets a new process
+ * that no atfork handler told us about (see sk_proc_mark). */
 int sk_on_slow(void);
 
-/* Should this process record? Initialises on first use. */
+/* Is this still the process the library's state belongs to? A child made
+ * by the raw clone or clone3 syscall without CLONE_VM (LTP's SAFE_CLONE,
+ * glibc's clone()) runs no atfork handler, and kept its parent's pid, tid
+ * caches and log mapping, into which it wrote with its parent's identity.
+ * sk_proc_mark points to a word in a private anonymous page marked
+ * MADV_WIPEONFORK (Linux 4.14): the kernel gives any child made without
+ * CLONE_VM a zero-filled page there, so a word that is not SK_MARK_MINE
+ * means "a new process, not reset yet". Threads, vfork and posix_spawn's
+ * child (CLONE_VM) share the page and see SK_MARK_MINE. Where the kernel
+ * refuses the advice, it points to a constant SK_MARK_MINE: fork children
+ * are still reset by the atfork handler, raw clone children are not (as
+ * before). */
+enum { SK_MARK_NEW = 0, SK_MARK_RESETTING = 1, SK_MARK_MINE = 2 };
+extern const uint32_t *sk_proc_mark SK_HIDDEN;
+
+/* Should this process record? Initialises on first use. On the way: the
+ * marker's load and compare (a new process goes to sk_on_slow). */
 static inline int sk_on(void)
 {
 	int s = __atomic_load_n(&sk_state, __ATOMIC_ACQUIRE);
-	if (sk_likely(s == SK_ON))
+	/* acquire: what the new process's reset wrote, on another thread of
+	 * it, is seen by whoever sees SK_MARK_MINE */
+	if (sk_likely(s == SK_ON) &&
+	    sk_likely(__atomic_load_n(sk_proc_mark, __ATOMIC_ACQUIRE) == SK_MARK_MINE))
 		return 1;
 	if (s == SK_OFF)
 		return 0;
@@ -64,7 +84,10 @@ static inline int sk_log_ready(void)
  * process that uses shared memory). */
 void sk_count_failed(enum sk_fn fn);
 
-/* The fork child's side, for fork (through pthread_atfork) and _Fork. */
+/* A new process's reset: a fork child's (through pthread_atfork, and from
+ * _Fork's wrapper) and a raw clone child's (sk_on_slow). Once a process:
+ * a signal handler that recorded in a fork child before the atfork handler
+ * ran has done it already. */
 void sk_child_after_fork(void);
 
 /* Each wrapper brackets its bookkeeping with these: errno as the real call
