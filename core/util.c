@@ -14,7 +14,7 @@
 
 /* gettid costs a syscall (~1 us on these machines, LESSONS.md); a thread
  * asks once. */
-SK_TLS uint64_t sk_tid_cache;
+SK_TLS struct sk_tid_tls sk_tid_cache;
 SK_HOTDATA uint32_t sk_tid_gen = 1;
 
 SK_HOTDATA sk_vdso_gettime_fn sk_vdso_gettime;
@@ -66,8 +66,11 @@ void sk_clock_init(void)
 pid_t sk_tid_slow(void)
 {
 	pid_t t = (pid_t)syscall(SYS_gettid);
-	uint32_t g = __atomic_load_n(&sk_tid_gen, __ATOMIC_RELAXED);
-	sk_tid_cache = (uint64_t)g << 32 | (uint32_t)t;
+	/* The tid before the generation that makes it current: a handler
+	 * that interrupts these stores finds the cache stale, not wrong. */
+	sk_tid_cache.tid = t;
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	sk_tid_cache.gen = __atomic_load_n(&sk_tid_gen, __ATOMIC_RELAXED);
 	return t;
 }
 
