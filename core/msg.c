@@ -84,17 +84,23 @@ static inline void sk_cpu_relax(void)
  * message against 114-133); with the header publishing the record (version
  * 4) the 32-byte steps beat 8-byte ones by 15-60% at 64 bytes, slow phase,
  * and were even at 8 (per-round ratios of interleaved runs, 2-vCPU EPYC
- * guest). Above SK_COPY_SMALL, rep movsb (ERMS) still beats both: the
- * 32-byte loop ran at 0.85 of it at 512 bytes and 0.56 at 4096, glibc's
- * memcpy at 0.75-0.95. */
+ * guest).
+ *
+ * Above SK_COPY_SMALL, 128 bytes a step in AVX2 where the CPU has it, else
+ * the 32-byte steps; never rep movsb. rep movsb (ERMS) won in one process,
+ * but between two it had phases: bench/ring at 4096 bytes ran at 10.5-11 M
+ * messages a second in some cells and 3.0-3.7 M in others, 512 bytes at
+ * 15-46 M, while the 32-byte loop held 9.7-10.5 M and 55-62 M in the same
+ * runs, and the AVX2 loop 11.2-12.1 M and 75-80 M (cells interleaved, three
+ * runs; glibc's memcpy, which takes rep movsb at 4 KiB, had the same phases;
+ * so did ck_ring, whose copy is glibc's). */
 #define SK_COPY_SMALL 256
 
-/* Payloads that rep movsb copies start on a cache line (SK_KIND_BIG), at the
- * cost of up to 56 bytes between header and payload. rep movsb copied 4 KiB
- * into a 2 MiB ring walked like the ring in 73 ns with the destination
- * aligned, 85-89 with it 8 bytes past a line, and out of it in 61 against 78;
- * send+recv in one process, 64 messages in flight, went from 158-160 to
- * 146-153 ns at 4 KiB, 50-53 to 46-47 at 768 bytes and 40.5 to 38.6 at 384. */
+/* Payloads over SK_COPY_SMALL start on a cache line (SK_KIND_BIG), at the
+ * cost of up to 56 bytes between header and payload, so that the ring side
+ * of the copy is aligned (measured with rep movsb: a 4 KiB copy into a 2 MiB
+ * ring walked like the ring took 73 ns aligned, 85-89 with it 8 bytes past
+ * a line). */
 #define SK_ALIGN_MIN (SK_COPY_SMALL + 1)
 #define SK_GAP_MAX   (SK_CACHELINE - SK_REC_HDR)
 
@@ -104,7 +110,77 @@ static inline int sk_big(size_t len)
 	return len >= SK_ALIGN_MIN;
 }
 
-static inline void sk_copy(void *dst, const void *src, size_t n)
+/* n >= 32 bytes, 32 a step, the last overlapping. */
+static inline void sk_copy32(char *d, const char *p, size_t n)
+{
+	char *last = d + n - 32;
+	const char *plast = p + n - 32;
+
+	for (size_t i = 32; i < n; i += 32, d += 32, p += 32)
+		memcpy(d, p, 32);
+	memcpy(last, plast, 32);
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define SK_COPY_AVX2 1
+
+/* n >= 128 bytes, 128 a step (four 32-byte loads, then four stores), the
+ * last step overlapping the one before. Inline assembly, not intrinsics in
+ * a target("avx2") function: a call would cost the send and receive fast
+ * paths their frameless leaf shape (gcc then saved six registers a
+ * message). vzeroupper: the code around it is SSE. */
+static inline void sk_copy_avx2(char *d, const char *p, size_t n)
+{
+	const char *pe = p + n - 128;
+	char *de = d + n - 128;
+
+	__asm__ __volatile__("1:\n\t"
+	                     "vmovdqu (%[p]), %%ymm0\n\t"
+	                     "vmovdqu 32(%[p]), %%ymm1\n\t"
+	                     "vmovdqu 64(%[p]), %%ymm2\n\t"
+	                     "vmovdqu 96(%[p]), %%ymm3\n\t"
+	                     "vmovdqu %%ymm0, (%[d])\n\t"
+	                     "vmovdqu %%ymm1, 32(%[d])\n\t"
+	                     "vmovdqu %%ymm2, 64(%[d])\n\t"
+	                     "vmovdqu %%ymm3, 96(%[d])\n\t"
+	                     "add $128, %[p]\n\t"
+	                     "add $128, %[d]\n\t"
+	                     "cmp %[pe], %[p]\n\t"
+	                     "jb 1b\n\t"
+	                     "vmovdqu (%[pe]), %%ymm0\n\t"
+	                     "vmovdqu 32(%[pe]), %%ymm1\n\t"
+	                     "vmovdqu 64(%[pe]), %%ymm2\n\t"
+	                     "vmovdqu 96(%[pe]), %%ymm3\n\t"
+	                     "vmovdqu %%ymm0, (%[de])\n\t"
+	                     "vmovdqu %%ymm1, 32(%[de])\n\t"
+	                     "vmovdqu %%ymm2, 64(%[de])\n\t"
+	                     "vmovdqu %%ymm3, 96(%[de])\n\t"
+	                     "vzeroupper"
+	                     : [d] "+r"(d), [p] "+r"(p)
+	                     : [pe] "r"(pe), [de] "r"(de)
+	                     : "memory", "cc", "xmm0", "xmm1", "xmm2", "xmm3");
+}
+
+/* 1: the CPU and the kernel do AVX2; else 0 (also until sk_copy_probe ran:
+ * the 32-byte loop is right either way). */
+static _Atomic int sk_avx2;
+
+/* Called once a descriptor is set up for messages, before any payload is
+ * copied through it; racing threads store the same answer. */
+static void sk_copy_probe(void)
+{
+	__builtin_cpu_init();   /* in case a constructor is the caller */
+	/* relaxed: a constant, and the 32-byte loop is right until it shows */
+	atomic_store_explicit(&sk_avx2, __builtin_cpu_supports("avx2") ? 1 : 0,
+	                      memory_order_relaxed);
+}
+#else
+static void sk_copy_probe(void)
+{
+}
+#endif
+
+static SK_ALWAYS_INLINE void sk_copy(void *dst, const void *src, size_t n)
 {
 	char *d = dst;
 	const char *p = src;
@@ -129,29 +205,14 @@ static inline void sk_copy(void *dst, const void *src, size_t n)
 		memcpy(d + n - 16, p + n - 16, 16);
 		return;
 	}
-	if (n <= SK_COPY_SMALL) {
-		for (size_t i = 32; i < n; i += 32, d += 32, p += 32)
-			memcpy(d, p, 32);
-		memcpy((char *)dst + n - 32, (const char *)src + n - 32, 32);
+#ifdef SK_COPY_AVX2
+	/* relaxed: see sk_copy_probe */
+	if (n > SK_COPY_SMALL && atomic_load_explicit(&sk_avx2, memory_order_relaxed)) {
+		sk_copy_avx2(d, p, n);
 		return;
 	}
-#if defined(__x86_64__) || defined(__i386__)
-	/* Unless the destination is a little ahead of the source modulo 4 KiB
-	 * (4K aliasing: each load waits for the stores before it): there rep
-	 * movsb took 1.4-2.0 us for 4 KiB, not 50-110 ns, at 8-24 bytes ahead,
-	 * 0.2-0.5 us up to ~200 (glibc's memcpy too, which uses it); the
-	 * 32-byte loop stays at ~90. A ring of 4 KiB messages walks that
-	 * window every 512 messages, its records being 4104 bytes apart. */
-	if ((((uintptr_t)d - (uintptr_t)p) & 4095) < 256) {
-		for (size_t i = 32; i < n; i += 32, d += 32, p += 32)
-			memcpy(d, p, 32);
-		memcpy((char *)dst + n - 32, (const char *)src + n - 32, 32);
-		return;
-	}
-	__asm__ __volatile__("rep movsb" : "+D"(d), "+S"(p), "+c"(n) : : "memory");
-#else
-	memcpy(d, p, n);
 #endif
+	sk_copy32(d, p, n);
 }
 
 /* Where the payload of a record whose header is at at starts: right after
@@ -243,6 +304,7 @@ static SK_NOINLINE int sk_msg_ready_slow(struct sk_seg *s)
 	 * still c_head, whatever a peer stored there. */
 	s->p_tail = s->p_lim = 0;
 	s->c_head = b;
+	sk_copy_probe();
 	s->msg_ready = 1;
 	return 0;
 }

@@ -456,6 +456,34 @@ Test(ring, msg_big_payloads_aligned)
 	shmk_shm_done(d);
 }
 
+/* Every length the copy splits differently (the byte, 8-, 16- and 32-byte
+ * moves, and above 256 bytes the 128-byte steps and their overlapping
+ * tail), from sources at every offset in a line, into a receive buffer at
+ * every offset: the bytes arrive, and none is written past the length. */
+Test(ring, msg_copy_every_length)
+{
+	shmk_shm_desc *d = mk(SHMK_IMPL_POSIX, 65536);
+	static unsigned char in[8192 + 64], out[8192 + 128];
+	size_t len;
+
+	for (size_t i = 0; i < sizeof in; i++)
+		in[i] = (unsigned char)(i * 7 + (i >> 8) + 1);
+	for (size_t n = 0; n <= 4300; n += n < 1100 ? 1 : 61) {
+		size_t so = n % 61, ro = n % 59;
+
+		memset(out, 0xEE, sizeof out);
+		cr_assert_eq(shmk_msg_send(d, in + so, n, 0), 0, "send %zu bytes", n);
+		cr_assert_eq(shmk_msg_recv(d, out + ro, n, &len, 0), 0, "recv %zu bytes", n);
+		cr_assert_eq(len, n);
+		cr_assert_arr_eq(out + ro, in + so, n, "%zu bytes from offset %zu", n, so);
+		for (size_t i = 0; i < ro; i++)
+			cr_assert_eq(out[i], 0xEE, "byte %zu before a %zu-byte copy", i, n);
+		for (size_t i = ro + n; i < sizeof out; i++)
+			cr_assert_eq(out[i], 0xEE, "byte %zu past a %zu-byte copy at %zu", i, n, ro);
+	}
+	shmk_shm_done(d);
+}
+
 /* A BIG header whose payload would fit right after it but not after the
  * gap to the next line: refused, nothing read past the ring. */
 Test(ring, msg_big_header_past_the_end)
