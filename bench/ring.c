@@ -5,7 +5,9 @@
  *
  *   bench/ring [ROUNDS [SECONDS [METHODS]]]
  *       default 5 rounds of 0.2 s a cell; METHODS a comma list of
- *       ring,pipe,unix,ck_ring,memcpy (default all), for quick A/B runs
+ *       ring,pipe,unix,ck_ring,memcpy (default all), for quick A/B runs;
+ *       BENCH_VERBOSE=1 in the environment prints every cell's rate on
+ *       stderr, which shows phases that a median hides
  *
  * Every round measures every (size, method) cell, so the methods are
  * interleaved in time and share whatever the machine is doing; the medians
@@ -335,6 +337,7 @@ int main(int argc, char **argv)
 	static double rate[M_MAX][NSIZES][MAXR];
 	uint64_t n[M_MAX][NSIZES];
 	int have[M_MAX] = { 1, 1, 1, 0, 1 }, ck = 0;
+	int verbose = getenv("BENCH_VERBOSE") != NULL;
 
 #ifdef HAVE_CK_RING_H
 	ck = have[M_CK] = 1;
@@ -369,8 +372,12 @@ int main(int argc, char **argv)
 	for (int r = 0; r < rounds; r++)
 		for (size_t s = 0; s < NSIZES; s++)
 			for (int m = 0; m < M_MAX; m++)
-				if (have[m])
+				if (have[m]) {
 					rate[m][s][r] = (double)n[m][s] / cell(m, sizes[s], n[m][s]);
+					if (verbose)
+						fprintf(stderr, "round %d %s %zu %.0f\n", r, mnames[m],
+						        sizes[s], rate[m][s][r]);
+				}
 
 	printf("messages per second, median of %d interleaved rounds (%d CPUs)\n",
 	       rounds, (int)sysconf(_SC_NPROCESSORS_ONLN));
