@@ -6,10 +6,14 @@
  *   k   a SysV segment with key 0x5348XXXX (XXXX: pid), from leak_key()
  *   p   a POSIX object /shmk-leakmix-PID, 65536 bytes, from leak_posix()
  *   x   a POSIX object whose name is markup: /shmk-leakmix-PID<!--<script>&
+ *   m   a POSIX object /shmk-leakmix-move-PID mapped at 4096 bytes, grown to
+ *       65536 and moved by mremap(MREMAP_MAYMOVE|MREMAP_FIXED), then
+ *       unmapped; prints "moved OLD NEW" too, from leak_moved()
  *   r   a SysV segment created and removed (no leak), from tidy()
  *
  * Each leak is printed as "sysv SHMID" or "posix NAME" so that the test can
  * remove it afterwards. */
+#define _GNU_SOURCE   /* mremap */
 #include <err.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -75,6 +79,31 @@ static NOINLINE void leak_markup(void)
 	posix(name);
 }
 
+static NOINLINE void leak_moved(void)
+{
+	char name[64];
+	int fd;
+	char *p, *to, *q;
+
+	snprintf(name, sizeof(name), "/shmk-leakmix-move-%d", (int)getpid());
+	fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR, 0600);
+	if (fd < 0 || ftruncate(fd, 4096) < 0)
+		err(1, "shm_open/ftruncate %s", name);
+	p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/* somewhere the mapping cannot grow in place: it has to move */
+	to = mmap(NULL, 65536, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED || to == MAP_FAILED || ftruncate(fd, 65536) < 0)
+		err(1, "mmap/ftruncate");
+	q = mremap(p, 4096, 65536, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+	if (q == MAP_FAILED)
+		err(1, "mremap");
+	memset(q, 1, 65536);
+	close(fd);
+	munmap(q, 65536);
+	printf("moved %p %p\n", (void *)p, (void *)q);
+	printf("posix %s\n", name);
+}
+
 static NOINLINE void tidy(void)
 {
 	int id = sysv(IPC_PRIVATE, 4096);
@@ -92,6 +121,7 @@ int main(int argc, char **argv)
 			case 'k': leak_key(); break;
 			case 'p': leak_posix(); break;
 			case 'x': leak_markup(); break;
+			case 'm': leak_moved(); break;
 			case 'r': tidy(); break;
 			default: errx(2, "unknown letter '%c'", *c);
 			}

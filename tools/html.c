@@ -126,6 +126,7 @@ static const char page_tail[] =
 "  var open={};var spans=[];\n"
 "  (s.events||[]).forEach(function(e){var k=e.process+'@'+e.address;\n"
 "    if(e.type==='attach'){open[k]={p:e.process,a:e.mono_ns,inh:e.inherited};}\n"
+"    else if(e.type==='move'){var o=e.process+'@'+e.from;if(open[o]){open[k]=open[o];delete open[o];}}\n"
 "    else if(e.type==='detach'&&open[k]){spans.push({p:open[k].p,a:open[k].a,b:e.mono_ns});delete open[k];}});\n"
 "  Object.keys(open).forEach(function(k){spans.push({p:open[k].p,a:open[k].a,b:last});});\n"
 "  spans.forEach(function(x){var b=el('div','att');b.style.left=pct(x.a);"

@@ -1038,7 +1038,13 @@ static void on_remap(struct state *st, const struct cur *c)
 	size_t i = *v - 1;
 	struct att a = st->atts[i];
 
-	/* Moved: the same attachment, indexed at its new address, in its place. */
+	/* Moved: the same attachment, indexed at its new address, in its place,
+	 * and a use that says so (else its detach names an address it never
+	 * had). */
+	struct tuse *u = hist_add(st, a.h, USE_MOVE, c->mono);
+	u->from = e->old_addr;
+	u->addr = e->new_addr;
+	u->len = e->new_len;
 	hm_del(&st->atts_by, &k);
 	st->atts[i].addr = e->new_addr;
 	st->atts[i].len = e->new_len;

@@ -183,7 +183,7 @@ static void jsegments(struct jw *w)
 {
 	static const char *const use_names[] = {
 		[USE_OPEN] = "open", [USE_ATTACH] = "attach", [USE_DETACH] = "detach",
-		[USE_RESIZE] = "resize",
+		[USE_RESIZE] = "resize", [USE_MOVE] = "move",
 	};
 
 	fputs("  \"segments\": [", w->f);
@@ -254,9 +254,11 @@ static void jsegments(struct jw *w)
 			first = false;
 			jtime(w->f, u->p, u->mono);
 			fprintf(w->f, ", \"mono_ns\": %" PRIu64, u->mono);
-			if (u->kind == USE_ATTACH || u->kind == USE_DETACH)
+			if (u->kind == USE_ATTACH || u->kind == USE_DETACH || u->kind == USE_MOVE)
 				fprintf(w->f, ", \"address\": \"0x%" PRIx64 "\", \"length\": %" PRIu64,
 					u->addr, u->len);
+			if (u->kind == USE_MOVE)
+				fprintf(w->f, ", \"from\": \"0x%" PRIx64 "\"", u->from);
 			if (u->kind == USE_RESIZE)
 				fprintf(w->f, ", \"size\": %" PRIu64, u->len);
 			if (u->implicit)

@@ -204,6 +204,7 @@ static void print_uses(struct ctx *c, const struct tseg *s, const char *indent)
 		const struct tuse *u = &s->uses[i];
 		const char *what = u->kind == USE_OPEN ? "opened" :
 				   u->kind == USE_RESIZE ? "resized" :
+				   u->kind == USE_MOVE ? "remapped" :
 				   u->kind == USE_ATTACH ? (u->inherited ? "inherited" : "attached") :
 				   "detached";
 
@@ -216,6 +217,9 @@ static void print_uses(struct ctx *c, const struct tseg *s, const char *indent)
 		fprintf(c->f, "%s%-9s by pid %u (%s)", indent, what, u->p->hdr.pid, proc_name(u->p));
 		if (u->kind == USE_RESIZE)
 			fprintf(c->f, " to %" PRIu64 " bytes", u->len);
+		else if (u->kind == USE_MOVE)
+			fprintf(c->f, " from 0x%" PRIx64 " to 0x%" PRIx64 ", %" PRIu64 " bytes", u->from,
+				u->addr, u->len);
 		else if (u->kind != USE_OPEN && u->addr)
 			fprintf(c->f, " at 0x%" PRIx64, u->addr);
 		if (u->placed)

@@ -128,7 +128,9 @@ enum seg_status {
  * last MODEL_HIST_KEEP uses of a segment by each process image are kept, the
  * ones between are counted (len) and stand here, in time order after the
  * first ones kept. */
-enum use_kind { USE_OPEN, USE_ATTACH, USE_DETACH, USE_RESIZE, USE_OMITTED };
+/* USE_MOVE: mremap moved or resized an attachment (addr, len: where it is
+ * now; from: where it was). */
+enum use_kind { USE_OPEN, USE_ATTACH, USE_DETACH, USE_RESIZE, USE_MOVE, USE_OMITTED };
 
 #define MODEL_HIST_KEEP 32
 
@@ -137,6 +139,7 @@ struct tuse {
 	const struct tproc *p;      /* the process image that used it */
 	uint64_t mono;
 	uint64_t addr, len;         /* USE_OMITTED: len = uses left out */
+	uint64_t from;              /* USE_MOVE: the address before */
 	uint64_t order;             /* replay order, across processes */
 	bool at_end;                /* detach never announced: at exit or exec */
 	bool implicit;              /* detach at exit/exec, or SK_F_IMPLICIT */
