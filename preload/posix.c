@@ -609,6 +609,17 @@ static void unw_place(int fds[2])
  * wrapper places): that is safe where the program cannot have the numbers
  * either, at or above the hard limit; anywhere else the library stops
  * taking backtraces. */
+/* Backtraces off for good, said once whatever the program does next (a
+ * program that dup2s over the pipe's numbers in a loop). */
+static void unw_give_up(const char *why)
+{
+	static int said;
+
+	sk_rec_cfg.bt_depth = 0;
+	if (!__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+		sk_say(why);
+}
+
 static void unw_fds_closed(void)
 {
 	if (unw_pipe[0] < 0)
@@ -646,18 +657,15 @@ static void unw_fds_closed(void)
 		for (int i = 0; i < 2; i++)
 			if (got[i])
 				syscall(SYS_close, unw_pipe[i]);
-		if ((uint64_t)sk_unw_fd[0] < old.max) {
-			sk_rec_cfg.bt_depth = 0;
-			sk_say("the unwinder's file descriptors could not be put back: events are recorded without backtraces from now on");
-		}
+		if ((uint64_t)sk_unw_fd[0] < old.max)
+			unw_give_up("the unwinder's file descriptors could not be put back: events are recorded without backtraces from now on");
 	}
 	SK_ERRNO = saved;
 }
 
 static void unw_fd_taken(void)
 {
-	sk_rec_cfg.bt_depth = 0;
-	sk_say("the program took the unwinder's file descriptors: events are recorded without backtraces from now on");
+	unw_give_up("the program took the unwinder's file descriptors: events are recorded without backtraces from now on");
 }
 
 SK_HOT_POSIX SK_EXPORT int close(int fd)
