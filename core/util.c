@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/util.h"
+#include <shmkeeper.h>
 
 /* gettid costs a syscall (~1 us on these machines, LESSONS.md); a thread
  * asks once. */
@@ -217,4 +218,9 @@ void sk_say(const char *msg)
 	ssize_t w = write(2, buf, n);
 	(void)w;
 	errno = saved;
+}
+
+const char *shmk_version(void)
+{
+	return PACKAGE_VERSION;
 }
