@@ -600,15 +600,6 @@ static void unw_place(int fds[2])
 	unw_note(fds);
 }
 
-/* The program closed the pipe's numbers: a new pipe goes there at once,
- * before the program can have them. Above the soft limit, dup3 needs the
- * limit raised past them; the pipe2 is made in the same window, so that a
- * program with every fd below its limit in use still gets its pipe back.
- * If a number cannot be had again, none is kept (libunwind, whose read
- * then fails with EBADF, makes a new pipe at its next use, which the pipe2
- * wrapper places): that is safe where the program cannot have the numbers
- * either, at or above the hard limit; anywhere else the library stops
- * taking backtraces. */
 /* Backtraces off for good, said once whatever the program does next (a
  * program that dup2s over the pipe's numbers in a loop). */
 static void unw_give_up(const char *why)
@@ -620,6 +611,15 @@ static void unw_give_up(const char *why)
 		sk_say(why);
 }
 
+/* The program closed the pipe's numbers: a new pipe goes there at once,
+ * before the program can have them. Above the soft limit, dup3 needs the
+ * limit raised past them; the pipe2 is made in the same window, so that a
+ * program with every fd below its limit in use still gets its pipe back.
+ * If a number cannot be had again, none is kept (libunwind, whose read
+ * then fails with EBADF, makes a new pipe at its next use, which the pipe2
+ * wrapper places): that is safe where the program cannot have the numbers
+ * either, at or above the hard limit; anywhere else the library stops
+ * taking backtraces. */
 static void unw_fds_closed(void)
 {
 	if (unw_pipe[0] < 0)

@@ -27,7 +27,6 @@ $cc -I"$top_srcdir/include" -o "$WORK/v" "$WORK/v.c" "$SHMK_LIB" 2>"$WORK/cc.err
 	hard "cannot build the version probe: $(cat "$WORK/cc.err")"
 want=$(sed -n 's/^#define PACKAGE_VERSION "\(.*\)"$/\1/p' "$top_builddir/config.h")
 # A sanitized library needs its runtime loaded first (tests/lib.sh).
-rt=; [ "$SANITIZED" = 1 ] && rt=$_rt
-got=$(LD_PRELOAD=$rt LD_LIBRARY_PATH=$(dirname "$SHMK_LIB") "$WORK/v") || fail "the version probe failed"
+got=$(LD_PRELOAD=$SAN_RT LD_LIBRARY_PATH=$(dirname "$SHMK_LIB") "$WORK/v") || fail "the version probe failed"
 [ "$got" = "$want" ] || fail "shmk_version() says '$got', configure says '$want'"
 note "ok: shmk_version() is $got"

@@ -34,7 +34,9 @@
  *                           limit and the library's fds are as before.
  * Exit 0 on success, 1 with a message on stderr, 77 if the hard limit is
  * too low to run (below 256; the shell test wants 512). */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -216,31 +218,39 @@ static void lib_fds(int lib[2], const char *when)
 	lib[1] = a[0] < a[1] ? a[1] : a[0];
 }
 
+/* After the program closed the library's fds (how): an event puts them back
+ * at the numbers in lib, and the soft limit is the program's again. */
+static void put_back(const int lib[2], const char *how)
+{
+	int again[2];
+	char msg[128];
+	event();
+	lib_fds(again, how);
+	if (again[0] != lib[0] || again[1] != lib[1]) {
+		snprintf(msg, sizeof msg, "%s: the pipe not put back at its numbers", how);
+		bad(msg);
+	}
+	if (soft_now() != LIM) {
+		snprintf(msg, sizeof msg, "%s: the soft limit is not the program's", how);
+		bad(msg);
+	}
+}
+
 static int mode_raise(const char *name)
 {
 	set_soft(LIM);
 	event();
-	int lib[2], again[2];
+	int lib[2];
 	lib_fds(lib, "after the first event");
 	/* close: put back at the same numbers, above the limit (the
 	 * library must raise the soft limit around its dup3, and lower it
 	 * again). */
 	for (int i = 0; i < 2; i++) {
 		close(lib[i]);
-		event();
-		lib_fds(again, "after close()");
-		if (again[0] != lib[0] || again[1] != lib[1])
-			bad("close(): the pipe not put back at its numbers");
-		if (soft_now() != LIM)
-			bad("close(): the soft limit is not the program's");
+		put_back(lib, "close()");
 	}
 	close_range((unsigned)lib[0], ~0U, 0);
-	event();
-	lib_fds(again, "after close_range over them");
-	if (again[0] != lib[0] || again[1] != lib[1])
-		bad("close_range: the pipe not put back at its numbers");
-	if (soft_now() != LIM)
-		bad("close_range: the soft limit is not the program's");
+	put_back(lib, "close_range");
 	/* The program raises its limit and opens past the library's fds:
 	 * open() skips them (the kernel's doing). */
 	set_soft(LIM * 2);

@@ -44,8 +44,7 @@ $cc -std=c11 -Wall -Werror -o "$WORK/p" "$WORK/p.c" $flags 2>"$WORK/cc.err" ||
 so=$(find "$dest" -name 'libshmkeeper.so.*' | head -1)
 [ -n "$so" ] || fail "no libshmkeeper.so installed"
 # A sanitized library needs its runtime loaded first (tests/lib.sh).
-rt=; [ "$SANITIZED" = 1 ] && rt=$_rt
-out=$(LD_PRELOAD=$rt LD_LIBRARY_PATH=$(dirname "$so") "$WORK/p" 2>&1) || fail "the program failed: $out"
+out=$(LD_PRELOAD=$SAN_RT LD_LIBRARY_PATH=$(dirname "$so") "$WORK/p" 2>&1) || fail "the program failed: $out"
 [ "$out" = "$want 0 hello" ] || fail "the program said '$out'"
 note "ok: built with '$flags' and ran: $out"
 for m in man1/shmkeeper.1 man7/libshmkeeper.7 man3/shmk_shm_new.3 man3/shmk_msg_send.3 \

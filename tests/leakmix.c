@@ -13,7 +13,9 @@
  *
  * Each leak is printed as "sysv SHMID" or "posix NAME" so that the test can
  * remove it afterwards. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE   /* mremap */
+#endif
 #include <err.h>
 #include <fcntl.h>
 #include <stdio.h>

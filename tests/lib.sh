@@ -82,6 +82,8 @@ tsan_runtime() {
 PRELOAD=$SHMK_LIB
 _rt=$(asan_runtime)
 [ -n "$_rt" ] || _rt=$(tsan_runtime)
+# SAN_RT: what a program linked with the library preloads ("" unsanitized).
+SAN_RT=$_rt
 if [ -n "$_rt" ]; then
 	PRELOAD="$_rt:$SHMK_LIB"
 	SANITIZED=1
