@@ -282,13 +282,21 @@ SK_HOT_SYSV int sk_sysv_get(int32_t shmid, struct sk_sysv *out)
 	return 0;
 }
 
-SK_HOT_SYSV void sk_sysv_forget(int32_t shmid)
+SK_HOT_SYSV int sk_sysv_take(int32_t shmid, struct sk_sysv *out)
 {
 	for (unsigned i = 0; i < nsysv; i++)
 		if (sysv[i].shmid == shmid) {
+			*out = sysv[i];
 			sysv[i] = sysv[--nsysv];
-			return;
+			return 1;
 		}
+	return 0;
+}
+
+void sk_sysv_forget(int32_t shmid)
+{
+	struct sk_sysv s;
+	sk_sysv_take(shmid, &s);
 }
 
 void sk_sysv_foreach(void (*fn)(const struct sk_sysv *, void *), void *arg)

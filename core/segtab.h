@@ -85,6 +85,8 @@ struct sk_sysv {
 int sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created);
 int sk_sysv_get(int32_t shmid, struct sk_sysv *out);
 void sk_sysv_forget(int32_t shmid);
+/* sk_sysv_get then sk_sysv_forget, in one lookup (IPC_RMID). */
+int sk_sysv_take(int32_t shmid, struct sk_sysv *out);
 void sk_sysv_foreach(void (*fn)(const struct sk_sysv *, void *), void *arg);
 
 /* ---- POSIX objects this process created and has not unlinked ---- */

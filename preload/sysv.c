@@ -299,9 +299,7 @@ SK_HOT_SYSV SK_EXPORT int shmctl(int shmid, int cmd, struct shmid_ds *buf)
 		struct sk_sysv s = { .shmid = shmid };
 		int have = 0;
 		if (sk_tab_lock()) {
-			have = sk_sysv_get(shmid, &s);
-			if (op == IPC_RMID)
-				sk_sysv_forget(shmid);
+			have = op == IPC_RMID ? sk_sysv_take(shmid, &s) : sk_sysv_get(shmid, &s);
 			sk_tab_unlock();
 		}
 		/* The span's entry goes with or without a log: placement
