@@ -173,12 +173,31 @@ static void remove_dir(const char *dir)
 	for (struct dirent *de; (de = readdir(d)); ) {
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if (unlinkat(dirfd(d), de->d_name, 0) < 0)
+		/* A directory someone made in a shared log directory: only
+		 * when empty (nothing of theirs is followed). */
+		if (unlinkat(dirfd(d), de->d_name, 0) < 0 &&
+		    (errno != EISDIR || unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) < 0))
 			warn("%s/%s", dir, de->d_name);
 	}
 	closedir(d);
 	if (rmdir(dir) < 0)
 		warn("%s", dir);
+}
+
+/* The temporary log directory, and the directory it sits in when the tool
+ * runs as root (see make_log_dir). */
+static void remove_temp_dir(const char *dir)
+{
+	remove_dir(dir);
+	if (geteuid() == 0) {
+		char *up = strdup(dir), *slash = up ? strrchr(up, '/') : NULL;
+		if (slash) {
+			*slash = '\0';
+			if (rmdir(up) < 0)
+				warn("%s", up);
+		}
+		free(up);
+	}
 }
 
 static char *make_log_dir(const struct options *o, bool *temp)
@@ -197,12 +216,36 @@ static char *make_log_dir(const struct options *o, bool *temp)
 	const char *tmp = getenv("TMPDIR");
 	if (!tmp || !*tmp)
 		tmp = "/tmp";
-	abs = malloc(strlen(tmp) + 32);
+	abs = malloc(strlen(tmp) + 40);
 	if (!abs)
 		err(EXIT_RUN_FAILED, "out of memory");
 	sprintf(abs, "%s/shmkeeper.XXXXXX", tmp);
 	if (!mkdtemp(abs))
 		err(EXIT_RUN_FAILED, "mkdtemp %s", abs);
+	if (geteuid() != 0)
+		return abs;
+	/* Run as root, PROG may drop privileges (a server's workers) and
+	 * still make the calls to record: a 0700 directory of root's left
+	 * them unable to log, and their leaks out of the report. They log
+	 * into a sticky directory that anyone may write to but no one else
+	 * list (1733, as the library wants a shared one: its files are 0600,
+	 * O_EXCL, O_NOFOLLOW), under a random name inside a 0711 directory,
+	 * so that no other user can find it to plant a log in it. */
+	size_t n = strlen(abs);
+	strcpy(abs + n, "/XXXXXX");
+	if (!mkdtemp(abs)) {
+		abs[n] = '\0';
+		rmdir(abs);
+		err(EXIT_RUN_FAILED, "mkdtemp %s/XXXXXX", abs);
+	}
+	abs[n] = '\0';
+	int bad = chmod(abs, 0711);
+	abs[n] = '/';
+	if (bad < 0 || chmod(abs, 01733) < 0) {
+		warn("chmod %s", abs);
+		remove_temp_dir(abs);
+		exit(EXIT_RUN_FAILED);
+	}
 	return abs;
 }
 
@@ -330,7 +373,7 @@ int cmd_run(const struct options *o, char **argv)
 	if (k == (ssize_t)sizeof(exec_err)) {
 		warnx("%s: %s", argv[0], strerror(exec_err));
 		if (temp)
-			remove_dir(dir);
+			remove_temp_dir(dir);
 		free(dir);
 		free(lib);
 		return exec_err == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
@@ -345,7 +388,7 @@ int cmd_run(const struct options *o, char **argv)
 	if (cleanup_opts.reap)
 		reap_after(stderr, dir, run_start);
 	if (temp)
-		remove_dir(dir);
+		remove_temp_dir(dir);
 	free(dir);
 	free(lib);
 	if (leaks && o->error_exitcode)
