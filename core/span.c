@@ -1866,15 +1866,14 @@ SK_HOT_SPAN static int place_locked(struct tab *t, const struct sk_span_key *k, 
 	return 0;
 }
 
-/* Whether this process maps SysV segment shmid at a placement of its own. */
+/* Whether this process maps SysV segment shmid at a placement of its own.
+ * Local lock held. */
 SK_HOT_SPAN static bool sysv_mapped_here(int shmid)
 {
 	bool found = false;
-	llock();
 	for (int i = 0; i < S.hwm && !found; i++)
 		found = S.slots[i].state == L_MAPPED && S.slots[i].kind == SK_SPAN_SYSV &&
 			S.slots[i].shmid == shmid && S.slots[i].ent >= 0;
-	lunlock();
 	return found;
 }
 
@@ -1920,18 +1919,17 @@ SK_HOT_SPAN int sk_span_place(const struct sk_span_key *k, size_t len, uint64_t 
 	 * taken (-EEXIST), as the table would say after a lock session and a
 	 * lookup (a program that attaches a segment again, read-only, say:
 	 * stress-ng's shm-sysv did it four times a segment, ~2 us each). While
-	 * we map it, its shmid cannot name another segment. */
-	if (k->kind == SK_SPAN_SYSV && sysv_mapped_here(k->shmid)) {
-		r = -EEXIST;
-		goto out;
-	}
+	 * we map it, its shmid cannot name another segment. Every local slot
+	 * taken: -ENOSPC before the table is asked (slots_full). One local
+	 * lock session for both. */
 	llock();
-	bool full = slots_full();
-	lunlock();
-	if (full) {
+	if (k->kind == SK_SPAN_SYSV && sysv_mapped_here(k->shmid))
+		r = -EEXIST;
+	else if (slots_full())
 		r = -ENOSPC;
+	lunlock();
+	if (r < 0)
 		goto out;
-	}
 	if ((r = open_table()) < 0)
 		goto out;
 	struct tab *t = S.tab;
