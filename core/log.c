@@ -65,8 +65,7 @@ static SK_NOINLINE void calibrate(uint64_t t)
 	/* staging before the open, or a fork child before its own */
 	if (!sk_ticks_on || !__atomic_load_n(&L.hdr, __ATOMIC_ACQUIRE) || t < due)
 		return;
-	sk_clock(CLOCK_MONOTONIC, &m);
-	uint64_t tick = sk_tick();
+	uint64_t tick = sk_tick_pair(&m);
 	/* relaxed: a word of its own; losing the race means another thread
 	 * writes this pair */
 	if (!__atomic_compare_exchange_n(&L.cal_next, &due, tick + cal_gap(tick), 0,
@@ -311,6 +310,17 @@ void sk_log_stage_end(void)
 	ST.used = 0;
 }
 
+/* A pair due at stamp t is written before t's record, not after it: the
+ * reader converts a record from the pairs before it in the file, and one
+ * stamped after an idle gap would otherwise be carried across the whole
+ * gap at the rate of the pairs before it. */
+SK_HOT struct sk_rec *sk_log_reserve_at(size_t len, uint64_t t)
+{
+	if (sk_unlikely(t >= __atomic_load_n(&L.cal_next, __ATOMIC_RELAXED)))
+		calibrate(t);
+	return sk_log_reserve(len);
+}
+
 SK_HOT struct sk_rec *sk_log_reserve(size_t len)
 {
 	struct sk_file_header *h = __atomic_load_n(&L.hdr, __ATOMIC_ACQUIRE);
@@ -346,8 +356,6 @@ SK_HOT void sk_log_commit(struct sk_rec *r, unsigned type, size_t len, uint64_t 
 	r->mono_ns = mono_ns;
 	/* Release: the body is visible before the head that declares it. */
 	__atomic_store_n(&r->head, SK_HEAD(type, len), __ATOMIC_RELEASE);
-	if (sk_unlikely(mono_ns >= __atomic_load_n(&L.cal_next, __ATOMIC_RELAXED)))
-		calibrate(mono_ns);
 }
 
 SK_HOT void sk_log_count_failed(enum sk_fn fn)
@@ -462,8 +470,7 @@ int sk_log_open(const char *dir, size_t capacity, const struct sk_log_identity *
 	h->mnt_ns = sk_ns_inode("mnt");
 	h->image_mono_ns = id->image_mono_ns;
 	struct timespec m, w;
-	clock_gettime(CLOCK_MONOTONIC, &m);
-	uint64_t tick = sk_tick();
+	uint64_t tick = sk_tick_pair(&m);
 	clock_gettime(CLOCK_REALTIME, &w);
 	if (sk_ticks_on) {
 		h->flags |= SK_HF_TICKS;
@@ -521,11 +528,12 @@ void sk_log_forget(void)
 
 void sk_log_close(int status)
 {
-	struct sk_rec *r = sk_log_reserve(sizeof(struct sk_ev_exit));
+	uint64_t now = sk_stamp();
+	struct sk_rec *r = sk_log_reserve_at(sizeof(struct sk_ev_exit), now);
 	if (r) {
 		struct sk_ev_exit *e = (struct sk_ev_exit *)r;
 		e->status = status;
-		sk_log_commit(r, SK_EV_EXIT, sizeof *e, sk_stamp());
+		sk_log_commit(r, SK_EV_EXIT, sizeof *e, now);
 	}
 	if (L.hdr)
 		__atomic_fetch_or(&L.hdr->flags, SK_HF_CLOSED, __ATOMIC_RELEASE);
@@ -554,7 +562,8 @@ static void log_module(uint64_t base, uint64_t start, uint64_t end, const char *
 	if (bid_len > 64)
 		bid_len = 64;
 	size_t len = sizeof(struct sk_ev_module) + SK_ALIGN8(bid_len) + SK_ALIGN8(plen + 1);
-	struct sk_rec *r = sk_log_reserve(len);
+	uint64_t now = sk_stamp();
+	struct sk_rec *r = sk_log_reserve_at(len, now);
 	if (!r)
 		return;
 	struct sk_ev_module *e = (struct sk_ev_module *)r;
@@ -569,7 +578,7 @@ static void log_module(uint64_t base, uint64_t start, uint64_t end, const char *
 	if (bid_len)     /* a GONE record has no build-id (bid NULL) */
 		memcpy(p, bid, bid_len);
 	memcpy(p + SK_ALIGN8(bid_len), path, plen);
-	sk_log_commit(r, type, len, sk_stamp());
+	sk_log_commit(r, type, len, now);
 }
 
 static const uint8_t *find_build_id(struct dl_phdr_info *info, size_t *len)

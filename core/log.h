@@ -49,6 +49,9 @@ int sk_log_staging(void);
  * log is not open (and not staging), is full or is closing: the record is
  * then counted in the header's `dropped`. Async-signal-safe. */
 struct sk_rec *sk_log_reserve(size_t len);
+/* The same for a record stamped t (sk_stamp), first writing the (tick, ns)
+ * pair that is due by t, if one is (SK_HF_TICKS). */
+struct sk_rec *sk_log_reserve_at(size_t len, uint64_t t);
 
 /* Fills tid and time and publishes the record. */
 void sk_log_commit(struct sk_rec *r, unsigned type, size_t len, uint64_t mono_ns);

@@ -215,7 +215,7 @@ static SK_ALWAYS_INLINE unsigned backtrace_raw(uint64_t *out, uint64_t now)
 	uint64_t fr_[SK_MAX_FRAMES];                                           \
 	unsigned nf_ = backtrace_raw(fr_, now_);                                     \
 	size_t len_ = sizeof(T) + (extra) + (size_t)nf_ * 8;                   \
-	T *e = (T *)(void *)sk_log_reserve(len_);                              \
+	T *e = (T *)(void *)sk_log_reserve_at(len_, now_);                     \
 	if (!e)                                                                \
 		return;                                                        \
 	e->nframes = (uint16_t)nf_;
@@ -415,7 +415,8 @@ void sk_ev_cleanup(const char *name, uint64_t dev, uint64_t ino, int32_t shmid,
 	/* No stack: cleanups run at termination, the stack says nothing. */
 	size_t nl = name ? bounded_len(name, SK_NAME_MAX - 1) : 0, pad = SK_ALIGN8(nl + 1);
 	size_t len = sizeof(struct sk_ev_cleanup) + pad;
-	struct sk_ev_cleanup *e = (struct sk_ev_cleanup *)(void *)sk_log_reserve(len);
+	uint64_t now = sk_stamp();
+	struct sk_ev_cleanup *e = (struct sk_ev_cleanup *)(void *)sk_log_reserve_at(len, now);
 	if (!e)
 		return;
 	e->dev = dev;
@@ -426,5 +427,5 @@ void sk_ev_cleanup(const char *name, uint64_t dev, uint64_t ino, int32_t shmid,
 	e->name_len = (uint16_t)nl;
 	if (nl)
 		memcpy(e + 1, name, nl);
-	sk_log_commit(&e->r, SK_EV_CLEANUP, len, sk_stamp());
+	sk_log_commit(&e->r, SK_EV_CLEANUP, len, now);
 }

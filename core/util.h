@@ -53,6 +53,13 @@ static inline uint64_t sk_tick(void)
 #endif
 }
 
+/* A (tick, CLOCK_MONOTONIC) pair for the reader's conversion: *mono, and
+ * the TSC read just after it, kept when one just before lies within
+ * SK_TICK_PAIR_MAX ticks (~200 ns; the clock read takes ~100), tried a few
+ * times. */
+#define SK_TICK_PAIR_MAX 512u
+uint64_t sk_tick_pair(struct timespec *mono) SK_HIDDEN;
+
 /* CLOCK_MONOTONIC in nanoseconds (vDSO, ~26 ns). */
 static inline uint64_t sk_now_mono(void)
 {

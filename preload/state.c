@@ -204,8 +204,9 @@ static void atfork_child(void) { sk_child_after_fork(); }
 static void do_init(void)
 {
 	sk_ticks_init();
-	S.image_mono_ns = sk_now_mono();
-	S.image_tick = sk_tick();
+	struct timespec m;
+	S.image_tick = sk_tick_pair(&m);
+	S.image_mono_ns = (uint64_t)m.tv_sec * 1000000000u + (uint64_t)m.tv_nsec;
 	sk_say_init();
 	S.pid = getpid();
 	S.ppid = getppid();
