@@ -30,6 +30,15 @@ static struct sk_span_cfg cfg_for(unsigned n, enum sk_span_policy pol)
 	return (struct sk_span_cfg){ .addr = a, .size = SPAN_SIZE, .policy = pol };
 }
 
+/* Where placements begin: one SHMLBA into the span (the guard, core/span.c
+ * mir_fit). */
+static uint64_t lba(void)
+{
+	uint64_t l = SHMLBA, pg = (uint64_t)sysconf(_SC_PAGESIZE);
+	return l > pg ? l : pg;
+}
+#define FIRST(c) ((c).addr + lba())
+
 static struct sk_span_cfg start(unsigned n, enum sk_span_policy pol)
 {
 	struct sk_span_cfg c = cfg_for(n, pol);
@@ -197,7 +206,9 @@ Test(span_table, first_fit_and_reuse)
 	struct sk_span_cfg c = start(2, SK_SPAN_WARN);
 	int a = mkseg(8192), b = mkseg(4096), d = mkseg(4096);
 	char *pa = attach(a, NULL), *pb = attach(b, NULL);
-	cr_expect_eq((uintptr_t)pa, c.addr, "first fit starts at the span");
+	cr_expect_eq((uintptr_t)pa, FIRST(c), "first fit starts at the span, after its guard");
+	char pr[8];
+	cr_expect_str_eq(prot_at((void *)(uintptr_t)c.addr, pr), "---p", "the guard stays reserved");
 	cr_expect_eq(pb, pa + 8192, "next one right after");
 	/* Removed while attached: the entry stays until the last detach. */
 	rmseg(a);
@@ -228,6 +239,20 @@ Test(span_table, full_span)
 	cr_expect_eq(attach(big, &err), NULL);
 	cr_expect_eq(err, -ENOSPC);
 	cr_expect_neq(attach(small, NULL), NULL);
+	/* A guard at each end: what is left (the span less two guards and
+	 * small's slot) fits, one SHMLBA more does not. */
+	int rest = mkseg(c.size - 3 * lba()), over = mkseg(c.size - 2 * lba());
+	char *pr = attach(rest, &err);
+	cr_expect_eq((uintptr_t)pr, FIRST(c) + lba(), "placed after small (%d)", err);
+	cr_expect_eq(attach(over, &err), NULL);
+	cr_expect_eq(err, -ENOSPC);
+	char p[8];
+	cr_expect_str_eq(prot_at((void *)(uintptr_t)(c.addr + c.size - lba()), p), "---p",
+			 "the top guard stays reserved");
+	if (pr)
+		detach(pr);
+	rmseg(rest);
+	rmseg(over);
 	rmseg(big);
 	rmseg(small);
 	sk_span_fini();
@@ -252,7 +277,7 @@ Test(span_table, posix_placement)
 	char *p = mmap(a, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 4096);
 	sk_span_commit(&t, p != MAP_FAILED);
 	cr_assert_eq(p, a);
-	cr_expect_eq((uintptr_t)p, c.addr + 4096, "offset 4096 of a slot at the span start");
+	cr_expect_eq((uintptr_t)p, FIRST(c) + 4096, "offset 4096 of a slot at the span start");
 	/* Beyond the object's slot: refused, the wrapper falls back. */
 	cr_expect_eq(sk_span_place(&k, 4 * 4096, 0, &t, &a), -E2BIG);
 	/* Same name, other object: a placement of its own. */
@@ -742,7 +767,7 @@ Test(span_table, many_entries, .timeout = 60)
 	for (int i = 0; i < N; i++) {
 		ids[i] = mkseg(4096);
 		ps[i] = attach(ids[i], NULL);
-		cr_assert_eq((uintptr_t)ps[i], c.addr + (uint64_t)i * 4096, "entry %d", i);
+		cr_assert_eq((uintptr_t)ps[i], FIRST(c) + (uint64_t)i * 4096, "entry %d", i);
 		rmseg(ids[i]);   /* stays while attached; nothing outlives the test */
 	}
 	struct sk_span_stats s;
@@ -753,7 +778,7 @@ Test(span_table, many_entries, .timeout = 60)
 	for (int k = 0; k < 300; k++) {
 		int id = mkseg(4096);
 		char *p = attach(id, NULL);
-		cr_assert_eq((uintptr_t)p, c.addr + (uint64_t)N * 4096, "cycle %d", k);
+		cr_assert_eq((uintptr_t)p, FIRST(c) + (uint64_t)N * 4096, "cycle %d", k);
 		detach(p);
 		rmseg(id);
 	}
@@ -773,7 +798,7 @@ Test(span_table, many_entries, .timeout = 60)
 		if (p0 != ps[50])
 			_exit(1);
 		char *po = attach(o, NULL);
-		if (po != (char *)(uintptr_t)(c.addr + (uint64_t)N * 4096))
+		if (po != (char *)(uintptr_t)(FIRST(c) + (uint64_t)N * 4096))
 			_exit(2);
 		/* Stay attached until the parent placed its own. */
 		pause();
@@ -788,7 +813,7 @@ Test(span_table, many_entries, .timeout = 60)
 	}
 	cr_expect_eq(s.entries, N + 1);
 	char *pm = attach(mine, NULL);
-	cr_expect_eq((uintptr_t)pm, c.addr + (uint64_t)(N + 2) * 4096,
+	cr_expect_eq((uintptr_t)pm, FIRST(c) + (uint64_t)(N + 2) * 4096,
 		     "placed after the other process's 8 KiB");
 	kill(pid, SIGKILL);
 	int st;
@@ -914,7 +939,7 @@ Test(span_table, junk_collected, .timeout = 20)
 	struct sk_span_stats s;
 	sk_span_stats(&s);
 	cr_expect_eq(s.entries, 1, "collected at the rebuild: %u left", s.entries);
-	cr_expect_eq((uintptr_t)p, c.addr, "first fit again at the start");
+	cr_expect_eq((uintptr_t)p, FIRST(c), "first fit again at the start");
 	/* Within the minute: not collected again. */
 	cr_assert_eq(junk_batch(ids), 41);
 	usleep(1200 * 1000);
