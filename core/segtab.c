@@ -1,5 +1,6 @@
 #include <errno.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "core/segtab.h"
@@ -19,12 +20,25 @@ SK_HOTDATA uint64_t sk_att_lo = UINT64_MAX, sk_att_hi = 0;
 
 static struct { int fd; uint64_t dev, ino; char name[256]; } fds[MAX_FDS];
 static SK_HOTDATA unsigned nfds;
+/* Attachments: slots of a pool (att, free ones stacked in att_free), and
+ * their order by address (att_ord, natt of them), for the exact lookups of
+ * shmdt and the range lookups of munmap in O(log n): a linear scan made a
+ * cycle 1.3 x slower with 2000 segments attached. Kept disjoint, as the
+ * kernel's mappings are (sk_att_add drops what a new one overlaps). */
 static struct sk_attach att[MAX_ATT];
-static SK_HOTDATA unsigned natt;
+static uint16_t att_ord[MAX_ATT], att_free[MAX_ATT];
+static SK_HOTDATA unsigned natt, att_hw, att_nfree;
+/* SysV segments, and an index by shmid (open addressing, linear probing,
+ * at most half full; index + 1, 0 empty). */
+#define SYSV_HBITS 13
+#define SYSV_HMASK ((1u << SYSV_HBITS) - 1)
 static struct sk_sysv sysv[MAX_SYSV];
+static uint16_t sysv_h[1u << SYSV_HBITS];
 static SK_HOTDATA unsigned nsysv;
 static struct sk_posix posix[MAX_POSIX];
 static SK_HOTDATA unsigned nposix;
+_Static_assert(MAX_ATT <= 65535 && MAX_SYSV <= 65535, "uint16_t indices");
+_Static_assert(2 * MAX_SYSV <= (1u << SYSV_HBITS), "the index at most half full");
 
 static SK_HOTDATA int lock_owner;   /* tid holding the table, 0 when free */
 
@@ -145,22 +159,82 @@ SK_HOT static void envelope_grow(uint64_t lo, uint64_t hi)
 		__atomic_store_n(&sk_att_hi, hi, __ATOMIC_RELAXED);
 }
 
-SK_HOT int sk_att_add(const struct sk_attach *a)
+/* The first position in att_ord whose attachment starts at or above addr. */
+SK_HOT static unsigned att_lower(uint64_t addr)
 {
-	if (natt == MAX_ATT)
-		return -ENOSPC;
-	att[natt++] = *a;
-	envelope_grow(a->addr, a->addr + a->len);
-	return 0;
+	unsigned lo = 0, hi = natt;
+	while (lo < hi) {
+		unsigned m = lo + (hi - lo) / 2;
+		if (att[att_ord[m]].addr < addr)
+			lo = m + 1;
+		else
+			hi = m;
+	}
+	return lo;
 }
 
-/* The index of the attachment starting at addr, or -1. */
-static int att_index(uint64_t addr)
+/* The first position whose attachment may overlap [addr, ...): the one
+ * before att_lower(addr) if it reaches past addr (they are disjoint). */
+SK_HOT static unsigned att_first_over(uint64_t addr)
 {
-	for (unsigned i = 0; i < natt; i++)
-		if (att[i].addr == addr)
-			return (int)i;
+	unsigned k = att_lower(addr);
+	if (k > 0) {
+		const struct sk_attach *p = &att[att_ord[k - 1]];
+		if (p->addr + p->len > addr)
+			k--;
+	}
+	return k;
+}
+
+/* A free slot of the pool, or -1. */
+SK_HOT static int att_slot(void)
+{
+	if (att_nfree)
+		return att_free[--att_nfree];
+	if (att_hw < MAX_ATT)
+		return (int)att_hw++;
 	return -1;
+}
+
+/* Removes position k of the order, freeing its slot. */
+SK_HOT static void att_drop(unsigned k)
+{
+	att_free[att_nfree++] = att_ord[k];
+	for (unsigned j = k; j + 1 < natt; j++)   /* not memmove: a libc call */
+		att_ord[j] = att_ord[j + 1];
+	natt--;
+}
+
+/* Inserts slot i at position k of the order. */
+SK_HOT static void att_insert(unsigned k, int i)
+{
+	for (unsigned j = natt; j > k; j--)
+		att_ord[j] = att_ord[j - 1];
+	att_ord[k] = (uint16_t)i;
+	natt++;
+}
+
+SK_HOT int sk_att_add(const struct sk_attach *a)
+{
+	/* What the new one overlaps, or starts where it starts, is gone from
+	 * the address space (an unmap we did not see: a raw syscall): it goes
+	 * from the table too. */
+	uint64_t end = a->addr + a->len;
+	unsigned k = att_first_over(a->addr);
+	while (k < natt) {
+		const struct sk_attach *o = &att[att_ord[k]];
+		if (o->addr == a->addr || (o->addr < end && o->addr + o->len > a->addr))
+			att_drop(k);
+		else
+			break;
+	}
+	int i = att_slot();
+	if (i < 0)
+		return -ENOSPC;
+	att[i] = *a;
+	att_insert(k, i);
+	envelope_grow(a->addr, a->addr + a->len);
+	return 0;
 }
 
 /* No attachment left: the fast paths' envelope is empty again. */
@@ -172,22 +246,29 @@ static void envelope_reset_if_empty(void)
 	}
 }
 
+/* The position of the attachment starting at addr, or -1. */
+SK_HOT static int att_index(uint64_t addr)
+{
+	unsigned k = att_lower(addr);
+	return k < natt && att[att_ord[k]].addr == addr ? (int)k : -1;
+}
+
 SK_HOT int sk_att_find(uint64_t addr, struct sk_attach *out)
 {
-	int i = att_index(addr);
-	if (i < 0)
+	int k = att_index(addr);
+	if (k < 0)
 		return 0;
-	*out = att[i];
+	*out = att[att_ord[k]];
 	return 1;
 }
 
 SK_HOT int sk_att_take(uint64_t addr, struct sk_attach *out)
 {
-	int i = att_index(addr);
-	if (i < 0)
+	int k = att_index(addr);
+	if (k < 0)
 		return 0;
-	*out = att[i];
-	att[i] = att[--natt];
+	*out = att[att_ord[k]];
+	att_drop((unsigned)k);
 	envelope_reset_if_empty();
 	return 1;
 }
@@ -196,11 +277,13 @@ SK_HOT int sk_att_cut(uint64_t addr, uint64_t len, struct sk_attach *out, int ma
 {
 	uint64_t end = addr + len;
 	int n = 0;
-	for (unsigned i = 0; i < natt && n < max;) {
-		struct sk_attach *a = &att[i];
+	for (unsigned k = att_first_over(addr); k < natt && n < max;) {
+		struct sk_attach *a = &att[att_ord[k]];
 		uint64_t aend = a->addr + a->len;
-		if (aend <= addr || a->addr >= end) {
-			i++;
+		if (a->addr >= end)
+			break;
+		if (aend <= addr) {   /* a size-less one at addr */
+			k++;
 			continue;
 		}
 		uint64_t cs = a->addr > addr ? a->addr : addr;
@@ -214,25 +297,30 @@ SK_HOT int sk_att_cut(uint64_t addr, uint64_t len, struct sk_attach *out, int ma
 			piece.flags |= SK_F_PARTIAL;
 		out[n++] = piece;
 		if (keep_left && keep_right) {
-			/* A hole in the middle: the right part becomes a new entry. */
+			/* A hole in the middle: the right part becomes a new entry,
+			 * next in the order. */
 			struct sk_attach right = *a;
 			right.addr = ce;
 			right.len = aend - ce;
 			right.offset = a->offset + (ce - a->addr);
 			a->len = cs - a->addr;
-			if (natt < MAX_ATT)
-				att[natt++] = right;
-			i++;
+			int i = att_slot();
+			if (i >= 0) {
+				att[i] = right;
+				att_insert(k + 1, i);
+			}
+			break;   /* nothing else lies inside it */
 		} else if (keep_left) {
 			a->len = cs - a->addr;
-			i++;
+			k++;
 		} else if (keep_right) {
+			/* Its start moves up, still before the next one's. */
 			a->offset += ce - a->addr;
 			a->addr = ce;
 			a->len = aend - ce;
-			i++;
+			k++;
 		} else {
-			att[i] = att[--natt];
+			att_drop(k);
 		}
 	}
 	envelope_reset_if_empty();
@@ -241,23 +329,67 @@ SK_HOT int sk_att_cut(uint64_t addr, uint64_t len, struct sk_attach *out, int ma
 
 void sk_att_foreach(void (*fn)(const struct sk_attach *, void *), void *arg)
 {
-	for (unsigned i = 0; i < natt; i++)
-		fn(&att[i], arg);
+	for (unsigned k = 0; k < natt; k++)
+		fn(&att[att_ord[k]], arg);
 }
 
 /* ---- SysV ---- */
 
+SK_HOT_SYSV static unsigned sysv_home(int32_t shmid)
+{
+	return ((uint32_t)shmid * 0x9E3779B1u) >> (32 - SYSV_HBITS);
+}
+
+/* The index position of shmid, or -1. */
+SK_HOT_SYSV static int sysv_pos(int32_t shmid)
+{
+	for (unsigned p = sysv_home(shmid);; p = (p + 1) & SYSV_HMASK) {
+		unsigned v = sysv_h[p];
+		if (!v)
+			return -1;
+		if (sysv[v - 1].shmid == shmid)
+			return (int)p;
+	}
+}
+
+/* Removes entry i, the one at index position p: the index closes the gap
+ * (backward shift: every entry stays reachable from its home without
+ * tombstones) and the last entry moves into i. */
+SK_HOT_SYSV static void sysv_remove(unsigned i, unsigned p)
+{
+	for (unsigned q = p;;) {
+		q = (q + 1) & SYSV_HMASK;
+		unsigned v = sysv_h[q];
+		if (!v)
+			break;
+		unsigned home = sysv_home(sysv[v - 1].shmid);
+		/* v stays where it is if its home lies cyclically in (p, q]. */
+		bool stays = p <= q ? (home > p && home <= q) : (home > p || home <= q);
+		if (!stays) {
+			sysv_h[p] = (uint16_t)v;
+			p = q;
+		}
+	}
+	sysv_h[p] = 0;
+	unsigned last = --nsysv;
+	if (i != last) {
+		sysv_h[sysv_pos(sysv[last].shmid)] = (uint16_t)(i + 1);
+		sysv[i] = sysv[last];
+	}
+}
+
 SK_HOT_SYSV int sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int created)
 {
-	for (unsigned i = 0; i < nsysv; i++)
-		if (sysv[i].shmid == shmid) {
-			int was = sysv[i].created;
-			sysv[i].key = key;
-			if (size)
-				sysv[i].size = size;
-			sysv[i].created |= (uint8_t)!!created;
-			return was;
-		}
+	int p = sysv_pos(shmid);
+	if (p >= 0) {
+		struct sk_sysv *s = &sysv[sysv_h[p] - 1];
+		int was = s->created;
+		s->key = key;
+		if (size)
+			s->size = size;
+		s->created |= (uint8_t)!!created;
+		return was;
+	}
 	if (nsysv == MAX_SYSV) {
 		/* Forget a segment we only opened; created ones matter for cleanup. */
 		unsigned i;
@@ -265,32 +397,35 @@ SK_HOT_SYSV int sk_sysv_note(int32_t shmid, int32_t key, uint64_t size, int crea
 			;
 		if (i == nsysv)
 			return 0;
-		sysv[i] = sysv[--nsysv];
+		sysv_remove(i, (unsigned)sysv_pos(sysv[i].shmid));
 	}
-	sysv[nsysv++] = (struct sk_sysv){ .shmid = shmid, .key = key, .size = size,
-					  .created = (uint8_t)!!created };
+	unsigned q = sysv_home(shmid);
+	while (sysv_h[q])
+		q = (q + 1) & SYSV_HMASK;
+	sysv[nsysv] = (struct sk_sysv){ .shmid = shmid, .key = key, .size = size,
+					.created = (uint8_t)!!created };
+	sysv_h[q] = (uint16_t)++nsysv;
 	return 0;
 }
 
 SK_HOT_SYSV int sk_sysv_get(int32_t shmid, struct sk_sysv *out)
 {
-	for (unsigned i = 0; i < nsysv; i++)
-		if (sysv[i].shmid == shmid) {
-			*out = sysv[i];
-			return 1;
-		}
-	return 0;
+	int p = sysv_pos(shmid);
+	if (p < 0)
+		return 0;
+	*out = sysv[sysv_h[p] - 1];
+	return 1;
 }
 
 SK_HOT_SYSV int sk_sysv_take(int32_t shmid, struct sk_sysv *out)
 {
-	for (unsigned i = 0; i < nsysv; i++)
-		if (sysv[i].shmid == shmid) {
-			*out = sysv[i];
-			sysv[i] = sysv[--nsysv];
-			return 1;
-		}
-	return 0;
+	int p = sysv_pos(shmid);
+	if (p < 0)
+		return 0;
+	unsigned i = sysv_h[p] - 1u;
+	*out = sysv[i];
+	sysv_remove(i, (unsigned)p);
+	return 1;
 }
 
 void sk_sysv_forget(int32_t shmid)
@@ -342,7 +477,8 @@ void sk_tab_reset(void)
 {
 	memset(sk_fd_bitmap, 0, sizeof sk_fd_bitmap);
 	sk_fd_overflow = 0;
-	nfds = natt = nsysv = nposix = 0;
+	nfds = natt = att_hw = att_nfree = nsysv = nposix = 0;
+	memset(sysv_h, 0, sizeof sysv_h);
 	sk_att_lo = UINT64_MAX;
 	sk_att_hi = 0;
 	lock_owner = 0;
@@ -358,11 +494,12 @@ void sk_tab_fork_child(void)
 void sk_tab_ipcns_child(void)
 {
 	nsysv = 0;
-	for (unsigned i = 0; i < natt;) {
-		if (att[i].shmid >= 0)
-			att[i] = att[--natt];
+	memset(sysv_h, 0, sizeof sysv_h);
+	for (unsigned k = 0; k < natt;) {
+		if (att[att_ord[k]].shmid >= 0)
+			att_drop(k);
 		else
-			i++;
+			k++;
 	}
 	/* The envelope may stay wider than what is left: a hint only. */
 	envelope_reset_if_empty();
