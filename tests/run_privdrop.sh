@@ -4,6 +4,7 @@
 # leaks a SysV segment. The run's own temporary log directory must let that
 # process log (it was root's 0700 directory: "not writable", and the report
 # said 0 leaked), without letting other users list it; it is gone after.
+# The report names the user the leak's creator ran as.
 . "$top_srcdir/tests/lib.sh"
 need_lib
 need_root "running PROG as another user"
@@ -31,6 +32,8 @@ grep -q "LEAK SUMMARY: 1 segment leaked, 4096 bytes" "$WORK/err" ||
 	fail "the leak is not reported: $(cat "$WORK/err")"
 grep -q "SysV shmid $id " "$WORK/err" || fail "shmid $id not named: $(cat "$WORK/err")"
 grep -q "(/usr/bin/ipcmk)\|/ipcmk)" "$WORK/err" || fail "creator not named: $(cat "$WORK/err")"
+grep -q "created by pid [0-9]* (.*ipcmk) at .*, uid ${ug%%:*} (shmkeeper-test)\$" "$WORK/err" ||
+	fail "the creator's user is not named: $(cat "$WORK/err")"
 [ "$rc" = 9 ] || fail "exit status $rc, not 9 (--error-exitcode)"
 
 # Writable by all, sticky, listable by none but root; inside a directory

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -234,6 +235,25 @@ static void print_uses(struct ctx *c, const struct tseg *s, const char *indent)
 	}
 }
 
+/* "uid N (name)" for the user a process ran as (its effective uid: the
+ * owner of what it created); the name where this machine knows it. */
+static const char *user_of(const struct tproc *p, char *buf, size_t n)
+{
+	static uint32_t last_uid = UINT32_MAX;
+	static char last_name[64];
+	uint32_t uid = p->hdr.euid;
+	if (uid != last_uid) {
+		struct passwd *pw = getpwuid(uid);
+		snprintf(last_name, sizeof last_name, "%s", pw ? pw->pw_name : "");
+		last_uid = uid;
+	}
+	if (last_name[0])
+		snprintf(buf, n, "uid %u (%s)", uid, last_name);
+	else
+		snprintf(buf, n, "uid %u", uid);
+	return buf;
+}
+
 static void print_leak_seg(struct ctx *c, const struct tseg *s, bool detail)
 {
 	char id[SK_NAME_MAX + 64], t[48];
@@ -245,7 +265,9 @@ static void print_leak_seg(struct ctx *c, const struct tseg *s, bool detail)
 		c->bold, id, c->off, s->size, s->mode, s->attaches, s->attaches == 1 ? "" : "es");
 	if (s->status == ST_LEAK_UNKNOWN)
 		fprintf(c->f, "     status unknown: %s\n", s->gone_why);
-	fprintf(c->f, "     created by pid %u (%s) at %s\n", ev->p->hdr.pid, proc_name(ev->p), t);
+	char who[96];
+	fprintf(c->f, "     created by pid %u (%s) at %s, %s\n", ev->p->hdr.pid, proc_name(ev->p), t,
+		user_of(ev->p, who, sizeof who));
 	if (detail) {
 		fprintf(c->f, "     argv: ");
 		print_argv(c, ev->p);
